@@ -1,0 +1,24 @@
+//! runlambda: an OCI runtime whose containers are AWS Lambda execution environments.
+//!
+//! The binary (`src/main.rs`) only parses the command line; everything it runs lives here so
+//! that integration tests can drive the same code. The modules follow the life of a container:
+//! `config` and `bundle` turn files into a checked [`spec::EnvironmentSpec`], `cgroup` and
+//! `sandbox` build the environment on the kernel, `container` implements the OCI verbs on top,
+//! and `state` persists what later CLI calls need to find again.
+
+pub mod annotations;
+pub mod bundle;
+pub mod cgroup;
+pub mod cli;
+pub mod config;
+pub mod container;
+pub mod error;
+pub mod logging;
+pub mod mountinfo;
+pub mod sandbox;
+pub mod signal;
+pub mod spec;
+pub mod state;
+pub mod sys;
+
+pub use error::{Error, Result};

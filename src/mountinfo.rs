@@ -1,0 +1,1 @@
+//! mountinfo (being written).

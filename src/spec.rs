@@ -1,0 +1,180 @@
+//! The checked description of one environment: what `bundle` produces from config.json and
+//! annotations, and what `cgroup` and `sandbox` consume. Every field here has already been
+//! validated, so the kernel-facing code never has to second-guess its input.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::annotations::FunctionSettings;
+use crate::cgroup::Limits;
+
+/// Everything needed to build one environment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EnvironmentSpec {
+    /// Absolute path of the bundle directory.
+    pub bundle: PathBuf,
+    /// Absolute path of the root filesystem.
+    pub rootfs: PathBuf,
+    pub root_readonly: bool,
+    pub process: ProcessSpec,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    /// Mounts in config.json order; `/tmp` from the ephemeral-storage setting is appended.
+    pub mounts: Vec<MountSpec>,
+    pub namespaces: Vec<NamespaceSpec>,
+    pub uid_mappings: Vec<IdMapping>,
+    pub gid_mappings: Vec<IdMapping>,
+    /// `linux.cgroupsPath` as given; `None` lets the runtime choose a leaf under its parent.
+    pub cgroups_path: Option<PathBuf>,
+    pub limits: Limits,
+    pub masked_paths: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub rootfs_propagation: Option<Propagation>,
+    pub sysctl: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// The `com.runlambda.*` settings that the bundle carried.
+    pub function: FunctionSettings,
+}
+
+/// The process that `start` runs as pid 1.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    /// Absolute working directory inside the container.
+    pub cwd: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub umask: Option<u32>,
+    pub rlimits: Vec<Rlimit>,
+    pub capabilities: Capabilities,
+    pub no_new_privileges: bool,
+    pub oom_score_adj: Option<i32>,
+}
+
+/// One resource limit, by its `RLIMIT_*` number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rlimit {
+    pub resource: u32,
+    pub name: &'static str,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The five capability sets of the process.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    pub bounding: caps::CapsHashSet,
+    pub effective: caps::CapsHashSet,
+    pub permitted: caps::CapsHashSet,
+    pub inheritable: caps::CapsHashSet,
+    pub ambient: caps::CapsHashSet,
+}
+
+/// A mount to make inside the root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountSpec {
+    /// Absolute path inside the container.
+    pub destination: PathBuf,
+    pub kind: MountKind,
+    /// For binds: an absolute host path. For the others: the `source` string (often the type).
+    pub source: PathBuf,
+    /// `MS_*` flags to mount with (without `MS_BIND`/`MS_REC`, which `kind` carries).
+    pub flags: u64,
+    /// Propagation flags to apply after mounting (`MS_SHARED`, `MS_PRIVATE`, … with `MS_REC`).
+    pub propagation: u64,
+    /// Filesystem data such as `size=512m,mode=1777`.
+    pub data: String,
+}
+
+/// The mount types runlambda knows how to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MountKind {
+    Bind { recursive: bool },
+    Tmpfs,
+    Proc,
+    Sysfs,
+    Devpts,
+    Mqueue,
+    Cgroup,
+}
+
+/// One namespace: a new one, or the one at `path` to join.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamespaceSpec {
+    pub kind: NamespaceKind,
+    pub path: Option<PathBuf>,
+}
+
+/// The namespace types runlambda supports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum NamespaceKind {
+    User,
+    Pid,
+    Mount,
+    Ipc,
+    Uts,
+    Network,
+    Cgroup,
+}
+
+impl NamespaceKind {
+    /// The `CLONE_NEW*` flag for this namespace.
+    pub fn clone_flag(self) -> nix::sched::CloneFlags {
+        use nix::sched::CloneFlags;
+        match self {
+            Self::User => CloneFlags::CLONE_NEWUSER,
+            Self::Pid => CloneFlags::CLONE_NEWPID,
+            Self::Mount => CloneFlags::CLONE_NEWNS,
+            Self::Ipc => CloneFlags::CLONE_NEWIPC,
+            Self::Uts => CloneFlags::CLONE_NEWUTS,
+            Self::Network => CloneFlags::CLONE_NEWNET,
+            Self::Cgroup => CloneFlags::CLONE_NEWCGROUP,
+        }
+    }
+
+    /// The name config.json uses.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Pid => "pid",
+            Self::Mount => "mount",
+            Self::Ipc => "ipc",
+            Self::Uts => "uts",
+            Self::Network => "network",
+            Self::Cgroup => "cgroup",
+        }
+    }
+}
+
+/// A uid or gid mapping for a user namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
+}
+
+/// Mount propagation of the container's root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Shared,
+    Slave,
+    Private,
+    Unbindable,
+}
+
+impl EnvironmentSpec {
+    /// Whether a new namespace of this kind is created (as opposed to joined or shared with the host).
+    pub fn creates(&self, kind: NamespaceKind) -> bool {
+        self.namespaces
+            .iter()
+            .any(|ns| ns.kind == kind && ns.path.is_none())
+    }
+
+    /// Whether the environment has a namespace of this kind at all (new or joined).
+    pub fn has(&self, kind: NamespaceKind) -> bool {
+        self.namespaces.iter().any(|ns| ns.kind == kind)
+    }
+}
