@@ -1,1 +1,102 @@
-//! cli (being written).
+//! The command line, with runc's verbs and flags so that containerd's go-runc and podman's
+//! conmon can call runlambda exactly as they call runc.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::logging::LogFormat;
+
+/// runlambda: an OCI runtime whose containers are AWS Lambda execution environments.
+#[derive(Debug, Parser)]
+#[command(name = "runlambda", disable_version_flag = true)]
+pub struct Cli {
+    /// Directory for container state.
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Write the runtime's own log to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Format of the log file.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Runtime configuration file (else $RUNLAMBDA_CONFIG, else /etc/runlambda/runlambda.toml).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Interpret cgroupsPath as systemd's slice:prefix:name.
+    #[arg(long, global = true)]
+    pub systemd_cgroup: bool,
+    /// Verbose logging.
+    #[arg(long, global = true)]
+    pub debug: bool,
+    /// Print the version and the runtime-spec version.
+    #[arg(short = 'v', long)]
+    pub version: bool,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container: build its environment and leave it waiting for `start`.
+    Create {
+        /// Path to the bundle directory.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Write the container init's pid to this file.
+        #[arg(long, value_name = "FILE")]
+        pid_file: Option<PathBuf>,
+        /// Socket to send the terminal's master fd to (needs process.terminal).
+        #[arg(long, value_name = "PATH")]
+        console_socket: Option<PathBuf>,
+        /// Pass this many extra file descriptors (3 onwards) to the container.
+        #[arg(long, default_value_t = 0)]
+        preserve_fds: u32,
+        /// Accepted for runc compatibility; runlambda always uses pivot_root.
+        #[arg(long)]
+        no_pivot: bool,
+        /// Accepted for runc compatibility; runlambda creates no session keyring.
+        #[arg(long)]
+        no_new_keyring: bool,
+        id: String,
+    },
+    /// Run the container's process in a created container.
+    Start { id: String },
+    /// Print the state of a container as JSON.
+    State { id: String },
+    /// Send a signal (default SIGTERM) to the container's init.
+    Kill {
+        /// Send the signal to every process in the container.
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a stopped container (any container with --force).
+    Delete {
+        /// Kill the container first if it is still running.
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// List containers.
+    List {
+        #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Print only the ids.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+}
+
+/// Output formats of `list`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ListFormat {
+    Table,
+    Json,
+}

@@ -1,1 +1,337 @@
-//! container (being written).
+//! The OCI verbs on one container — create, start, state, kill, delete, pause, resume, list —
+//! with runc's semantics: status is derived from the kernel (is the init alive, is the notify
+//! socket still there, is the cgroup frozen), never from a flag that could go stale.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::os::fd::AsFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use nix::errno::Errno;
+use nix::sys::signal::Signal;
+use serde::Serialize;
+
+use crate::cgroup::{Cgroup, CgroupHost};
+use crate::config::RuntimeConfig;
+use crate::sandbox::{self, init};
+use crate::spec::EnvironmentSpec;
+use crate::state::{self, MemoryLimit, ProcessLiveness, Record, StateDir};
+use crate::{bundle, Error, Result};
+
+/// The runtime-spec version this runtime implements, as `state` reports it.
+pub const OCI_VERSION: &str = "1.2.0";
+
+/// How long `pause`, `resume` and `delete --force` wait for the kernel to confirm.
+const CGROUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The runtime as one CLI call sees it: where state lives and the runtime config.
+pub struct Runtime {
+    pub root: PathBuf,
+    pub config: RuntimeConfig,
+}
+
+/// A container's status, runc's vocabulary (the spec's four plus `paused`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Created,
+    Running,
+    Paused,
+    Stopped,
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let name = match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+        };
+        f.write_str(name)
+    }
+}
+
+/// The state JSON runc prints, plus whether the memory limit holds.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StateReport {
+    pub oci_version: &'static str,
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub created: String,
+    pub annotations: BTreeMap<String, String>,
+    pub owner: String,
+    /// `none`, `enforced`, or `unenforced` (a limit the host could not apply).
+    pub memory_limit: MemoryLimit,
+}
+
+/// One container found in the state root, with its record and cgroup.
+struct Container {
+    dir: StateDir,
+    record: Record,
+    cgroup: Cgroup,
+}
+
+impl Runtime {
+    fn cgroup_host(&self) -> Result<CgroupHost> {
+        Ok(CgroupHost::discover()?)
+    }
+
+    fn find(&self, id: &str) -> Result<Container> {
+        let dir = StateDir::open(&self.root, id)?;
+        let record = dir.load()?;
+        let cgroup = Cgroup::open(&self.cgroup_host()?, &record.cgroup);
+        Ok(Container {
+            dir,
+            record,
+            cgroup,
+        })
+    }
+
+    /// Builds the environment of a new container and leaves its init waiting for `start`.
+    pub fn create(&self, id: &str, bundle_dir: &Path, pid_file: Option<&Path>) -> Result<()> {
+        let spec = bundle::load(bundle_dir, &self.config)?;
+        let host = self.cgroup_host()?;
+        let dir = StateDir::create(&self.root, id)?;
+        let built = self.build(&dir, &spec, &host, pid_file);
+        if built.is_err() {
+            // Nothing of a failed create may remain; the first error is the one to report.
+            let _ = dir.remove();
+        }
+        built
+    }
+
+    fn build(
+        &self,
+        dir: &StateDir,
+        spec: &EnvironmentSpec,
+        host: &CgroupHost,
+        pid_file: Option<&Path>,
+    ) -> Result<()> {
+        let cgroup_path = self.cgroup_path(spec, dir.id());
+        let cgroup = Cgroup::create(
+            host,
+            &cgroup_path,
+            &spec.limits,
+            self.config.allow_unenforced_memory,
+        )?;
+        let result = self.spawn_and_record(dir, spec, &cgroup, pid_file);
+        if result.is_err() {
+            let _ = cgroup.kill(CGROUP_TIMEOUT);
+            let _ = cgroup.destroy();
+        }
+        result
+    }
+
+    fn spawn_and_record(
+        &self,
+        dir: &StateDir,
+        spec: &EnvironmentSpec,
+        cgroup: &Cgroup,
+        pid_file: Option<&Path>,
+    ) -> Result<()> {
+        let socket = dir.notify_socket();
+        let notify = UnixListener::bind(&socket).map_err(|source| Error::NotifySocket {
+            path: socket.clone(),
+            source,
+        })?;
+        let spawned = sandbox::spawn(spec, cgroup, notify)?;
+        let pid_start_time = state::proc_stat(spawned.pid)
+            .map(|(_, started)| started)
+            .ok_or_else(|| Error::from(sandbox::SandboxError::InitDied))?;
+        let memory = match (spec.limits.memory_bytes, cgroup.memory_enforced()) {
+            (None, _) => MemoryLimit::None,
+            (Some(_), true) => MemoryLimit::Enforced,
+            (Some(_), false) => MemoryLimit::Unenforced,
+        };
+        dir.save(&Record {
+            id: dir.id().to_string(),
+            pid: spawned.pid.as_raw(),
+            pid_start_time,
+            bundle: spec.bundle.clone(),
+            rootfs: spec.rootfs.clone(),
+            created: humantime::format_rfc3339_nanos(SystemTime::now()).to_string(),
+            annotations: spec.annotations.clone(),
+            cgroup: cgroup.rel_path().to_path_buf(),
+            memory,
+        })?;
+        if let Some(path) = pid_file {
+            state::write_atomic(path, spawned.pid.to_string().as_bytes(), 0o644).map_err(
+                |source| Error::PidFile {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Where the leaf goes: an absolute `cgroupsPath` is taken from the hierarchy root, a
+    /// relative one (and none at all, as the id) under the configured parent.
+    fn cgroup_path(&self, spec: &EnvironmentSpec, id: &str) -> PathBuf {
+        match &spec.cgroups_path {
+            Some(path) if path.is_absolute() => path.strip_prefix("/").unwrap_or(path).into(),
+            Some(path) => self.config.cgroup_parent.join(path),
+            None => self.config.cgroup_parent.join(id),
+        }
+    }
+
+    /// Lets the init exec the container's process.
+    pub fn start(&self, id: &str) -> Result<()> {
+        let container = self.find(id)?;
+        let _lock = container.dir.lock()?;
+        container.require(&[Status::Created], "start")?;
+        let socket = container.dir.notify_socket();
+        let started = (|| -> std::io::Result<()> {
+            let mut conn = UnixStream::connect(&socket)?;
+            conn.write_all(init::START)?;
+            let mut reply = [0u8; 1];
+            conn.read_exact(&mut reply)?;
+            Ok(())
+        })();
+        started.map_err(|source| Error::Start {
+            id: id.to_string(),
+            source,
+        })?;
+        // The socket's absence is what marks the container as started.
+        std::fs::remove_file(&socket).map_err(|source| Error::NotifySocket {
+            path: socket,
+            source,
+        })
+    }
+
+    /// The state JSON of one container.
+    pub fn state(&self, id: &str) -> Result<StateReport> {
+        Ok(self.find(id)?.report())
+    }
+
+    /// Every container under the root.
+    pub fn list(&self) -> Result<Vec<StateReport>> {
+        let mut reports = Vec::new();
+        for id in StateDir::list(&self.root)? {
+            match self.find(&id) {
+                Ok(container) => reports.push(container.report()),
+                // Deleted between listing and reading: not there any more.
+                Err(Error::State(state::StateError::NotFound(_))) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(reports)
+    }
+
+    /// Sends a signal to the init, or with `all` to every process in the container's cgroup.
+    pub fn kill(&self, id: &str, signal: Signal, all: bool) -> Result<()> {
+        let container = self.find(id)?;
+        let _lock = container.dir.lock()?;
+        container.require(&[Status::Created, Status::Running, Status::Paused], "kill")?;
+        if all {
+            return Ok(container.cgroup.signal_all(signal)?);
+        }
+        container.signal_init(signal)
+    }
+
+    /// Removes a stopped (or, with `force`, any) container: its processes, cgroup and state.
+    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        let container = self.find(id)?;
+        let _lock = container.dir.lock()?;
+        let status = container.status();
+        // runc deletes a created container too: its process never ran.
+        if !force && matches!(status, Status::Running | Status::Paused) {
+            return Err(Error::WrongState {
+                id: id.to_string(),
+                status,
+                verb: "delete",
+                hint: " (stop it first, or use --force)",
+            });
+        }
+        // Even a stopped container may leave processes in its cgroup (a shared pid namespace).
+        container.cgroup.kill(CGROUP_TIMEOUT)?;
+        container.cgroup.destroy()?;
+        Ok(container.dir.remove()?)
+    }
+
+    /// Freezes every process of a running container.
+    pub fn pause(&self, id: &str) -> Result<()> {
+        let container = self.find(id)?;
+        let _lock = container.dir.lock()?;
+        container.require(&[Status::Running], "pause")?;
+        Ok(container.cgroup.freeze(CGROUP_TIMEOUT)?)
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self, id: &str) -> Result<()> {
+        let container = self.find(id)?;
+        let _lock = container.dir.lock()?;
+        container.require(&[Status::Paused], "resume")?;
+        Ok(container.cgroup.thaw(CGROUP_TIMEOUT)?)
+    }
+}
+
+impl Container {
+    fn status(&self) -> Status {
+        match state::liveness(self.record.pid, self.record.pid_start_time) {
+            ProcessLiveness::Gone => Status::Stopped,
+            ProcessLiveness::Alive if self.dir.notify_socket().exists() => Status::Created,
+            ProcessLiveness::Alive if self.cgroup.is_frozen().unwrap_or(false) => Status::Paused,
+            ProcessLiveness::Alive => Status::Running,
+        }
+    }
+
+    fn require(&self, allowed: &[Status], verb: &'static str) -> Result<()> {
+        let status = self.status();
+        if allowed.contains(&status) {
+            return Ok(());
+        }
+        if status == Status::Stopped {
+            return Err(Error::NotRunning(self.record.id.clone()));
+        }
+        Err(Error::WrongState {
+            id: self.record.id.clone(),
+            status,
+            verb,
+            hint: "",
+        })
+    }
+
+    fn signal_init(&self, signal: Signal) -> Result<()> {
+        let id = self.record.id.clone();
+        let pid = nix::unistd::Pid::from_raw(self.record.pid);
+        let err = |source: std::io::Error| Error::Kill {
+            id: id.clone(),
+            source,
+        };
+        let pidfd = crate::sys::pidfd_open(pid).map_err(err)?;
+        // The pidfd pins the process it was opened for; checking the start time after opening
+        // it proves that process is our init and not a later owner of the pid.
+        if state::liveness(self.record.pid, self.record.pid_start_time) == ProcessLiveness::Gone {
+            return Err(err(Errno::ESRCH.into()));
+        }
+        crate::sys::pidfd_send_signal(pidfd.as_fd(), signal as i32).map_err(err)
+    }
+
+    fn report(&self) -> StateReport {
+        let status = self.status();
+        StateReport {
+            oci_version: OCI_VERSION,
+            id: self.record.id.clone(),
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.record.pid
+            },
+            status,
+            bundle: self.record.bundle.clone(),
+            rootfs: self.record.rootfs.clone(),
+            created: self.record.created.clone(),
+            annotations: self.record.annotations.clone(),
+            owner: String::new(),
+            memory_limit: self.record.memory,
+        }
+    }
+}

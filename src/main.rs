@@ -1,1 +1,118 @@
-fn main() {}
+//! The `runlambda` binary: parses the command line, runs the verb from the library, and is the
+//! one place that reports an error (to standard error, and to `--log` in the caller's format).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use runlambda::cli::{Cli, Command, ListFormat};
+use runlambda::container::{Runtime, OCI_VERSION};
+use runlambda::logging::Logger;
+use runlambda::{config, error, signal, Error, Result};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut logger = match Logger::open(cli.log.as_deref(), cli.log_format) {
+        Ok(logger) => logger,
+        Err(e) => {
+            eprintln!("runlambda: cannot open log file: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            logger.error(&error::chain(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if cli.version {
+        println!("runlambda version {}", env!("CARGO_PKG_VERSION"));
+        println!("spec: {OCI_VERSION}");
+        return Ok(());
+    }
+    let Some(command) = cli.command else {
+        use clap::CommandFactory;
+        Cli::command().print_help().ok();
+        return Ok(());
+    };
+    if cli.systemd_cgroup {
+        return Err(Error::UnsupportedFlag {
+            flag: "--systemd-cgroup",
+        });
+    }
+    let config = config::load(
+        cli.config.as_deref(),
+        std::env::var_os("RUNLAMBDA_CONFIG").as_deref(),
+    )?;
+    let runtime = Runtime {
+        root: cli.root.unwrap_or_else(|| config.state_root.clone()),
+        config,
+    };
+    match command {
+        Command::Create {
+            bundle,
+            pid_file,
+            console_socket,
+            preserve_fds,
+            no_pivot: _,
+            no_new_keyring: _,
+            id,
+        } => {
+            if console_socket.is_some() {
+                return Err(Error::UnsupportedFlag {
+                    flag: "--console-socket",
+                });
+            }
+            if preserve_fds > 0 {
+                return Err(Error::UnsupportedFlag {
+                    flag: "--preserve-fds",
+                });
+            }
+            let bundle = std::path::absolute(&bundle).unwrap_or(bundle);
+            runtime.create(&id, &bundle, pid_file.as_deref())
+        }
+        Command::Start { id } => runtime.start(&id),
+        Command::State { id } => {
+            let report = runtime.state(&id)?;
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("state serialises")
+            );
+            Ok(())
+        }
+        Command::Kill { all, id, signal } => runtime.kill(&id, signal::parse(&signal)?, all),
+        Command::Delete { force, id } => runtime.delete(&id, force),
+        Command::Pause { id } => runtime.pause(&id),
+        Command::Resume { id } => runtime.resume(&id),
+        Command::List { format, quiet } => {
+            let reports = runtime.list()?;
+            if quiet {
+                reports.iter().for_each(|r| println!("{}", r.id));
+            } else if format == ListFormat::Json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&reports).expect("state serialises")
+                );
+            } else {
+                println!(
+                    "{:<20} {:<8} {:<10} {:<40} {:<32}",
+                    "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+                );
+                for r in &reports {
+                    println!(
+                        "{:<20} {:<8} {:<10} {:<40} {:<32}",
+                        r.id,
+                        r.pid,
+                        r.status,
+                        r.bundle.display(),
+                        r.created
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

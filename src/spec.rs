@@ -178,3 +178,47 @@ impl EnvironmentSpec {
         self.namespaces.iter().any(|ns| ns.kind == kind)
     }
 }
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A spec with defaults everywhere but the given mounts and namespaces.
+    pub(crate) fn minimal_spec(
+        mounts: Vec<MountSpec>,
+        namespaces: Vec<NamespaceSpec>,
+    ) -> EnvironmentSpec {
+        EnvironmentSpec {
+            bundle: "/bundle".into(),
+            rootfs: "/bundle/rootfs".into(),
+            root_readonly: false,
+            process: ProcessSpec {
+                args: vec!["/bin/true".into()],
+                env: vec![],
+                cwd: "/".into(),
+                uid: 0,
+                gid: 0,
+                additional_gids: vec![],
+                umask: None,
+                rlimits: vec![],
+                capabilities: Capabilities::default(),
+                no_new_privileges: false,
+                oom_score_adj: None,
+            },
+            hostname: None,
+            domainname: None,
+            mounts,
+            namespaces,
+            uid_mappings: vec![],
+            gid_mappings: vec![],
+            cgroups_path: None,
+            limits: Limits::default(),
+            masked_paths: vec![],
+            readonly_paths: vec![],
+            rootfs_propagation: None,
+            sysctl: BTreeMap::new(),
+            annotations: BTreeMap::new(),
+            function: FunctionSettings::default(),
+        }
+    }
+}

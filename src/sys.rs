@@ -1,1 +1,178 @@
-//! sys (being written).
+//! The only module with `unsafe`: thin wrappers over the system calls that nix does not cover
+//! (`clone3` with `CLONE_INTO_CGROUP` and `CLONE_PIDFD`, `close_range`, `prlimit` by number,
+//! `pidfd_open`). Each block states the invariant the kernel or libc needs and why it holds.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::Pid;
+
+/// `struct clone_args` of `clone3(2)`, version 2 (with `cgroup`).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// Which side of a [`clone3`] the caller is on.
+pub enum Forked {
+    Child,
+    Parent { pid: Pid, pidfd: OwnedFd },
+}
+
+/// `clone3` with the given `CLONE_*` flags (namespaces, `CLONE_PARENT`), always with
+/// `CLONE_PIDFD`, and with `CLONE_INTO_CGROUP` when a cgroup2 directory fd is given.
+///
+/// The calling process must be single-threaded: the child continues with a copy of this
+/// process's memory, and only a single-threaded parent guarantees that no lock (the allocator's
+/// above all) was held by another thread at the moment of the copy.
+pub fn clone3(flags: nix::sched::CloneFlags, cgroup: Option<BorrowedFd<'_>>) -> io::Result<Forked> {
+    let mut pidfd: RawFd = -1;
+    let mut args = CloneArgs {
+        flags: flags.bits() as u64 | CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut RawFd as u64,
+        // With CLONE_PARENT the kernel insists on 0: the child inherits our exit signal.
+        exit_signal: 0,
+        ..Default::default()
+    };
+    if let Some(fd) = cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a valid, fully initialised clone_args of the size we pass; `pidfd` points
+    // to a live i32 the kernel writes before returning. No stack is given, so the child runs on a
+    // copy of our stack exactly like fork(). The caller guarantees we are single-threaded, so the
+    // child's copy of the heap and of libc's locks is consistent.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    match ret {
+        -1 => Err(io::Error::last_os_error()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent {
+            pid: Pid::from_raw(pid as i32),
+            // SAFETY: with CLONE_PIDFD and a successful clone3 the kernel stored a new, open fd
+            // in `pidfd` that nothing else owns.
+            pidfd: unsafe { OwnedFd::from_raw_fd(pidfd) },
+        }),
+    }
+}
+
+/// Marks every fd from `first` upward close-on-exec, so that exactly the fds below `first`
+/// (stdio and preserved fds) reach the container's process.
+pub fn cloexec_from(first: u32) -> io::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets a flag on fds of this process; it
+    // closes nothing, so no OwnedFd elsewhere in the program is invalidated.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Sets one resource limit by its `RLIMIT_*` number (config.json names them; nix's
+/// `Resource` enum cannot be built from a number).
+pub fn set_rlimit(resource: u32, soft: u64, hard: u64) -> io::Result<()> {
+    let limit = libc::rlimit64 {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: `limit` is a valid rlimit64 that outlives the call; a null old-limit pointer is
+    // allowed; pid 0 is this process.
+    let ret = unsafe {
+        libc::prlimit64(
+            0,
+            resource as libc::__rlimit_resource_t,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A pidfd for an existing process (to watch it or signal it without pid-reuse races).
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: on success the kernel returned a new open fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// Sends a signal through a pidfd: it reaches exactly the process the fd was opened for, or
+/// fails with ESRCH if that process has exited, even if its pid was reused since.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
+    // SAFETY: the fd is a live pidfd borrowed for the call; a null siginfo is allowed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Brings the loopback interface of the current network namespace up, as runc does for a new
+/// network namespace (a fresh namespace has `lo` down).
+pub fn set_loopback_up() -> io::Result<()> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads the name from and writes the flags into `req`, a valid ifreq
+    // that lives across the call; `sock` is an open socket.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after SIOCGIFFLAGS the union holds ifru_flags, which we read and update.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Ends the process at once, without running exit handlers or flushing buffers that belong
+/// to the parent's copy of the program (the init is a clone of `create`).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit is always safe to call; it never returns and touches no Rust state.
+    unsafe { libc::_exit(code) }
+}

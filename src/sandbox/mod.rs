@@ -1,1 +1,154 @@
-//! The sandbox (being written).
+//! The kernel side of an environment: cloning the init into new namespaces and the cgroup
+//! leaf, the parent's half of the handshake (id maps, v1 cgroups), and — in the child — the
+//! init itself (`init`), which prepares the mounts (`mounts`, `rootfs`) and the process
+//! (`process`).
+
+mod channel;
+pub mod init;
+pub mod mounts;
+pub mod process;
+pub mod rootfs;
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::{setns, CloneFlags};
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+
+use crate::cgroup::{Cgroup, CgroupError};
+use crate::spec::{EnvironmentSpec, IdMapping, NamespaceKind};
+use crate::sys::{clone3, Forked};
+use channel::{Channel, FromInit, ToInit};
+
+/// Errors of building an environment; the init's own failures carry the step it was in.
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error("cannot open namespace {path}")]
+    OpenNamespace {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("cannot join pid namespace {path}")]
+    JoinPidNamespace {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("cannot clone the container init")]
+    Clone(#[source] io::Error),
+    #[error("cannot write id map {path}")]
+    IdMap {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("handshake with the container init failed")]
+    Handshake(#[source] io::Error),
+    #[error("container init failed while {step}: {reason}")]
+    Init { step: String, reason: String },
+    #[error("container init exited during setup")]
+    InitDied,
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+}
+
+/// The init as `create` sees it once the environment is ready.
+pub struct Spawned {
+    pub pid: Pid,
+    pub pidfd: OwnedFd,
+}
+
+/// Clones the init with `CLONE_PARENT` — so it is a child of our caller, which reaps it as it
+/// would runc's — into the spec's namespaces and the cgroup leaf, and waits until the
+/// environment is ready for `start` (or the init reports why it is not).
+///
+/// Must be called while the process is single-threaded (see [`crate::sys::clone3`]). On error
+/// the init may still exist: the caller kills the cgroup.
+pub fn spawn(
+    spec: &EnvironmentSpec,
+    cgroup: &Cgroup,
+    notify: UnixListener,
+) -> Result<Spawned, SandboxError> {
+    let mut joined = Vec::new();
+    for ns in &spec.namespaces {
+        let Some(path) = &ns.path else { continue };
+        let fd =
+            open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|source| {
+                SandboxError::OpenNamespace {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        if ns.kind == NamespaceKind::Pid {
+            // A pid namespace is entered by the children of the caller of setns: join it here.
+            setns(fd.as_fd(), CloneFlags::CLONE_NEWPID).map_err(|source| {
+                SandboxError::JoinPidNamespace {
+                    path: path.clone(),
+                    source,
+                }
+            })?;
+        } else {
+            joined.push((ns.kind, fd));
+        }
+    }
+    let flags = spec
+        .namespaces
+        .iter()
+        .filter(|ns| ns.path.is_none())
+        .fold(CloneFlags::CLONE_PARENT, |flags, ns| {
+            flags | ns.kind.clone_flag()
+        });
+    let (parent_end, init_end) = Channel::pair().map_err(SandboxError::Handshake)?;
+    let cgroup_dir = cgroup.open_dir_fd()?;
+    match clone3(flags, Some(cgroup_dir.as_fd())).map_err(SandboxError::Clone)? {
+        Forked::Child => {
+            drop(parent_end);
+            init::run(spec, init_end, notify, joined)
+        }
+        Forked::Parent { pid, pidfd } => {
+            drop((init_end, notify, joined));
+            prepare_init(spec, cgroup, pid, &parent_end)?;
+            Ok(Spawned { pid, pidfd })
+        }
+    }
+}
+
+/// The parent's half of the handshake: what must happen to the init from outside before it may
+/// build the environment, then its verdict.
+fn prepare_init(
+    spec: &EnvironmentSpec,
+    cgroup: &Cgroup,
+    pid: Pid,
+    channel: &Channel,
+) -> Result<(), SandboxError> {
+    if spec.creates(NamespaceKind::User) {
+        write_id_map(pid, "uid_map", &spec.uid_mappings)?;
+        write_id_map(pid, "gid_map", &spec.gid_mappings)?;
+    }
+    cgroup.attach_v1(pid.as_raw())?;
+    channel
+        .send(&ToInit::Proceed)
+        .map_err(SandboxError::Handshake)?;
+    match channel
+        .recv::<FromInit>()
+        .map_err(SandboxError::Handshake)?
+    {
+        Some(FromInit::Ready) => Ok(()),
+        Some(FromInit::Failed { step, reason }) => Err(SandboxError::Init { step, reason }),
+        None => Err(SandboxError::InitDied),
+    }
+}
+
+fn write_id_map(pid: Pid, file: &str, mappings: &[IdMapping]) -> Result<(), SandboxError> {
+    let path = PathBuf::from(format!("/proc/{pid}/{file}"));
+    let text: String = mappings
+        .iter()
+        .map(|m| format!("{} {} {}\n", m.container_id, m.host_id, m.size))
+        .collect();
+    std::fs::write(&path, text).map_err(|source| SandboxError::IdMap { path, source })
+}

@@ -1,0 +1,192 @@
+//! The container's init: the code that runs in the child of `clone3`, inside the new
+//! namespaces and the cgroup leaf, until it `execve`s the container's process. It builds the
+//! environment step by step, reports the first failure to `create` with the step's name, then
+//! waits for `start` on the notify socket.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+
+use nix::fcntl::{open, OFlag};
+use nix::sched::setns;
+use nix::sys::stat::Mode;
+use nix::unistd::{sethostname, Gid, Uid};
+
+use super::channel::{Channel, FromInit, ToInit};
+use super::{mounts, process, rootfs};
+use crate::spec::{EnvironmentSpec, NamespaceKind};
+
+/// A failed step: what the init was doing, and why it failed.
+struct Failure {
+    step: &'static str,
+    reason: String,
+}
+
+trait Step<T> {
+    fn step(self, step: &'static str) -> Result<T, Failure>;
+}
+
+impl<T, E: std::fmt::Display> Step<T> for Result<T, E> {
+    fn step(self, step: &'static str) -> Result<T, Failure> {
+        self.map_err(|e| Failure {
+            step,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The init's whole life; never returns. `namespaces` are the open files of the namespaces
+/// to join (all but pid, which the parent joined before cloning).
+pub fn run(
+    spec: &EnvironmentSpec,
+    channel: Channel,
+    notify: UnixListener,
+    namespaces: Vec<(NamespaceKind, OwnedFd)>,
+) -> ! {
+    let executable = match build(spec, &channel, namespaces) {
+        Ok(path) => path,
+        Err(failure) => {
+            let _ = channel.send(&FromInit::Failed {
+                step: failure.step.to_string(),
+                reason: failure.reason,
+            });
+            crate::sys::exit_now(1);
+        }
+    };
+    if channel.send(&FromInit::Ready).is_err() {
+        crate::sys::exit_now(1);
+    }
+    drop(channel);
+    if wait_for_start(&notify).is_err() {
+        // `delete` removed the socket or the state went away: nothing to start.
+        crate::sys::exit_now(1);
+    }
+    drop(notify);
+    let error = process::exec(&executable, &spec.process);
+    // The caller reads the container's stderr: this is the only place left to say why.
+    eprintln!("runlambda: container init: {error}");
+    crate::sys::exit_now(127);
+}
+
+fn build(
+    spec: &EnvironmentSpec,
+    channel: &Channel,
+    namespaces: Vec<(NamespaceKind, OwnedFd)>,
+) -> Result<PathBuf, Failure> {
+    // Until execve this process runs runlambda's own code inside the container: nothing in it
+    // may open our /proc/PID/exe or attach to us.
+    nix::sys::prctl::set_dumpable(false).step("making the init non-dumpable")?;
+    match channel.recv::<ToInit>().step("waiting for the runtime")? {
+        Some(ToInit::Proceed) => {}
+        None => {
+            return Err(Failure {
+                step: "waiting for the runtime",
+                reason: "the runtime went away".into(),
+            })
+        }
+    }
+    if spec.creates(NamespaceKind::User) {
+        // The parent mapped ids: become root of the new user namespace.
+        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
+            .step("becoming gid 0 in the user namespace")?;
+        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
+            .step("becoming uid 0 in the user namespace")?;
+    }
+    // The user namespace first: joining the others needs capabilities in their owner.
+    let mut namespaces = namespaces;
+    namespaces.sort_by_key(|(kind, _)| *kind);
+    for (kind, fd) in &namespaces {
+        setns(fd.as_fd(), kind.clone_flag()).step("joining a namespace")?;
+    }
+    if spec.creates(NamespaceKind::Network) {
+        crate::sys::set_loopback_up().step("bringing up the loopback interface")?;
+    }
+    if let Some(hostname) = &spec.hostname {
+        sethostname(hostname).step("setting the hostname")?;
+    }
+    if let Some(domainname) = &spec.domainname {
+        std::fs::write("/proc/sys/kernel/domainname", domainname)
+            .step("setting the domain name")?;
+    }
+    prepare_rootfs(spec)?;
+    for (key, value) in &spec.sysctl {
+        rootfs::write_sysctl(key, value).map_err(|e| Failure {
+            step: "writing sysctls",
+            reason: format!("{key}={value}: {e}"),
+        })?;
+    }
+    for path in &spec.masked_paths {
+        rootfs::mask(path).map_err(|e| path_failure("masking paths", path, e))?;
+    }
+    for path in &spec.readonly_paths {
+        rootfs::make_readonly(path).map_err(|e| path_failure("making paths read-only", path, e))?;
+    }
+    if spec.root_readonly {
+        rootfs::remount_readonly("/".as_ref()).step("making the root read-only")?;
+    }
+    if let Some(adj) = spec.process.oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .step("setting oom_score_adj")?;
+    }
+    process::apply_rlimits(&spec.process).step("setting rlimits")?;
+    let executable =
+        process::resolve_executable(&spec.process).step("looking up process.args[0]")?;
+    process::become_user(&spec.process).step("setting the user and capabilities")?;
+    process::finish(&spec.process).step("preparing the process")?;
+    // Only stdio (and, later, preserved fds) may reach the container's process.
+    crate::sys::cloexec_from(3).step("closing inherited file descriptors")?;
+    Ok(executable)
+}
+
+fn path_failure(step: &'static str, path: &std::path::Path, e: nix::Error) -> Failure {
+    Failure {
+        step,
+        reason: format!("{}: {e}", path.display()),
+    }
+}
+
+fn prepare_rootfs(spec: &EnvironmentSpec) -> Result<(), Failure> {
+    rootfs::isolate_from_host(spec.rootfs_propagation).step("isolating mounts from the host")?;
+    rootfs::bind_rootfs(&spec.rootfs).step("binding the rootfs")?;
+    let root = open(
+        &spec.rootfs,
+        OFlag::O_DIRECTORY | OFlag::O_PATH | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .step("opening the rootfs")?;
+    for step in mounts::plan(spec) {
+        mounts::apply(root.as_fd(), &step).map_err(|e| Failure {
+            step: "mounting",
+            reason: format!("{}: {e}", describe(&step)),
+        })?;
+    }
+    drop(root);
+    rootfs::pivot(&spec.rootfs).step("pivoting to the rootfs")?;
+    rootfs::apply_propagation(spec.rootfs_propagation).step("setting rootfs propagation")
+}
+
+fn describe(step: &mounts::MountStep) -> String {
+    match step {
+        mounts::MountStep::Mount(m) => format!("{:?} on {}", m.kind, m.destination.display()),
+        mounts::MountStep::Device(name) => format!("device /dev/{name}"),
+        mounts::MountStep::Symlink { link, .. } => format!("symlink {link}"),
+    }
+}
+
+/// Blocks until `start` connects and asks; answers so that `start` knows the init got it.
+fn wait_for_start(notify: &UnixListener) -> std::io::Result<()> {
+    loop {
+        let (mut conn, _) = notify.accept()?;
+        let mut byte = [0u8; 1];
+        if conn.read_exact(&mut byte).is_ok() && byte == *START {
+            conn.write_all(STARTED)?;
+            return Ok(());
+        }
+    }
+}
+
+/// What `start` writes on the notify socket.
+pub const START: &[u8; 1] = b"s";
+/// What the init answers before it execs.
+pub const STARTED: &[u8; 1] = b"k";

@@ -1,0 +1,272 @@
+//! Helpers for the privileged integration tests: a private state root, runtime config and
+//! cgroup parent per test, busybox bundles, and a way to call the real `runlambda` binary.
+//! Every test gets its own temporary directory, so `cargo test` can run them in parallel.
+#![allow(dead_code)] // each test file uses a different part of this module
+
+pub mod rootfs;
+pub mod uml;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// The cgroup2 mount of this host, read from mountinfo.
+pub fn unified_mount() -> PathBuf {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    mountinfo
+        .lines()
+        .find_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(left.split(' ').nth(4)?))
+        })
+        .expect("no cgroup2 mount on this host: runlambda needs one")
+}
+
+/// Fails the test, with the reason, when the host's v1 memory hierarchy is visible: these tests
+/// create cgroups, and must never do so there.
+pub fn require_safe_cgroup_view() {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let v1_memory = mountinfo.lines().any(|line| {
+        line.split_once(" - ").is_some_and(|(_, right)| {
+            let fields: Vec<_> = right.split(' ').collect();
+            fields.first() == Some(&"cgroup")
+                && fields
+                    .get(2)
+                    .is_some_and(|opts| opts.split(',').any(|o| o == "memory"))
+        })
+    });
+    assert!(
+        !v1_memory,
+        "the host's v1 memory cgroup hierarchy is visible: run the tests through \
+         tests/cgroup-view.sh (e.g. `tests/cgroup-view.sh cargo test`)"
+    );
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the integration tests need root"
+    );
+}
+
+/// One test's private runtime: state root, config file, cgroup parent, scratch space.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub config: PathBuf,
+    /// The cgroup parent, relative to the hierarchy roots.
+    pub cgroup_parent: String,
+}
+
+impl Env {
+    pub fn new() -> Env {
+        Self::with_config("")
+    }
+
+    /// An environment whose runtime config has these extra TOML lines.
+    pub fn with_config(extra: &str) -> Env {
+        require_safe_cgroup_view();
+        let dir = tempfile::Builder::new()
+            .prefix("runlambda-test")
+            .tempdir()
+            .unwrap();
+        let cgroup_parent = format!(
+            "runlambda-test-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let root = dir.path().join("state");
+        let config = dir.path().join("runlambda.toml");
+        fs::write(
+            &config,
+            format!(
+                "state_root = {:?}\ncgroup_parent = {:?}\n{extra}\n",
+                root.display().to_string(),
+                cgroup_parent
+            ),
+        )
+        .unwrap();
+        Env {
+            dir,
+            root,
+            config,
+            cgroup_parent,
+        }
+    }
+
+    /// A bundle named `name` with a busybox rootfs and this config.json.
+    pub fn bundle(&self, name: &str, config: &Value) -> PathBuf {
+        let bundle = self.dir.path().join(name);
+        rootfs::busybox_rootfs(&bundle.join("rootfs")).unwrap();
+        fs::write(
+            bundle.join("config.json"),
+            serde_json::to_vec_pretty(config).unwrap(),
+        )
+        .unwrap();
+        bundle
+    }
+
+    /// `runlambda --config <ours> ARGS`, stdio nulled (the container keeps `create`'s stdio).
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_runlambda"));
+        cmd.arg("--config").arg(&self.config).args(args);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// Runs and asserts success; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "runlambda {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Runs and asserts failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            !out.status.success(),
+            "runlambda {args:?} succeeded but should have failed"
+        );
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    /// `create`s a container whose stdout and stderr go to `<bundle>/out` and `<bundle>/err`;
+    /// returns the init's pid (from `--pid-file`).
+    pub fn create(&self, id: &str, bundle: &Path) -> i32 {
+        let pid_file = bundle.join("pid");
+        let out = fs::File::create(bundle.join("out")).unwrap();
+        let err = fs::File::create(bundle.join("err")).unwrap();
+        let status = self
+            .command(&[
+                "create",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                id,
+            ])
+            .stdout(out)
+            .stderr(err)
+            .status()
+            .unwrap();
+        assert!(
+            status.success(),
+            "create {id} failed: {}",
+            fs::read_to_string(bundle.join("err")).unwrap_or_default()
+        );
+        fs::read_to_string(pid_file).unwrap().parse().unwrap()
+    }
+
+    /// create + start, then wait for the init to exit; returns (exit status, stdout, stderr).
+    pub fn run_to_exit(&self, id: &str, bundle: &Path) -> (i32, String, String) {
+        let pid = self.create(id, bundle);
+        self.ok(&["start", id]);
+        let code = wait_exit(pid);
+        let out = fs::read_to_string(bundle.join("out")).unwrap();
+        let err = fs::read_to_string(bundle.join("err")).unwrap();
+        self.ok(&["delete", id]);
+        (code, out, err)
+    }
+
+    pub fn state(&self, id: &str) -> Value {
+        serde_json::from_str(&self.ok(&["state", id])).unwrap()
+    }
+
+    /// The leaf's directory in the cgroup2 hierarchy.
+    pub fn cgroup_dir(&self, id: &str) -> PathBuf {
+        unified_mount().join(&self.cgroup_parent).join(id)
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        // Whatever a failed test left: force-delete its containers, then the parent cgroup.
+        if let Ok(out) = self.command(&["list", "--quiet"]).output() {
+            for id in String::from_utf8_lossy(&out.stdout).lines() {
+                let _ = self.run(&["delete", "--force", id]);
+            }
+        }
+        let _ = fs::remove_dir(unified_mount().join(&self.cgroup_parent));
+    }
+}
+
+/// Reaps our child `pid` (the init is our child through CLONE_PARENT) and returns its exit
+/// code, or 128 + the signal that killed it.
+pub fn wait_exit(pid: i32) -> i32 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    match waitpid(nix::unistd::Pid::from_raw(pid), None).unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        WaitStatus::Signaled(_, signal, _) => 128 + signal as i32,
+        other => panic!("unexpected wait status {other:?}"),
+    }
+}
+
+/// Polls `check` every 10 ms until it holds, for at most `limit`.
+pub fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A runc-style config.json (the shape `runc spec` writes, without a terminal) running `args`.
+pub fn config(args: &[&str]) -> Value {
+    json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "TERM=xterm"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"],
+                "ambient": ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
+            },
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "runlambda",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
+             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
+             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
+             "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
+             "options": ["nosuid", "noexec", "nodev", "ro"]}
+        ],
+        "linux": {
+            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            "namespaces": [
+                {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
+                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
+            ],
+            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
+                            "/sys/firmware", "/proc/scsi"],
+            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
+                              "/proc/sysrq-trigger"]
+        }
+    })
+}

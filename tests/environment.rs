@@ -1,0 +1,155 @@
+//! The environment as the process inside sees it: namespaces, hostname, mounts, limits on
+//! `/tmp`, read-only and masked paths, identity and capabilities. Runs the real binary as root
+//! (through tests/cgroup-view.sh) and asserts what a process in the container observes.
+
+mod common;
+
+use common::{config, Env};
+use serde_json::json;
+
+fn sh(script: &str) -> serde_json::Value {
+    config(&["sh", "-c", script])
+}
+
+#[test]
+fn the_init_is_pid_1_and_host_processes_are_invisible() {
+    let env = Env::new();
+    let bundle = env.bundle("b", &sh("echo $$; ls /proc"));
+    let (code, out, err) = env.run_to_exit("pids", &bundle);
+    assert_eq!(code, 0, "{err}");
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("1"));
+    let pids: Vec<u32> = lines.filter_map(|l| l.parse().ok()).collect();
+    // Only the shell (1) and the ls it forked exist in the new pid namespace.
+    assert!(pids.contains(&1), "{pids:?}");
+    assert!(pids.iter().all(|&p| p < 10), "host pids visible: {pids:?}");
+}
+
+#[test]
+fn hostname_comes_from_the_config() {
+    let env = Env::new();
+    let mut cfg = sh("hostname");
+    cfg["hostname"] = json!("lambda-box");
+    let bundle = env.bundle("b", &cfg);
+    let (code, out, _) = env.run_to_exit("host", &bundle);
+    assert_eq!((code, out.trim()), (0, "lambda-box"));
+}
+
+#[test]
+fn tmp_is_a_tmpfs_of_the_ephemeral_size_and_writes_past_it_fail_with_enospc() {
+    let env = Env::new();
+    let mut cfg = sh(
+        "df -m /tmp | tail -n 1; \
+         dd if=/dev/zero of=/tmp/fill bs=1M count=600 2>&1; echo dd=$?",
+    );
+    cfg["annotations"] = json!({"com.runlambda.ephemeral-storage-mb": "512"});
+    let bundle = env.bundle("b", &cfg);
+    let (code, out, err) = env.run_to_exit("tmp", &bundle);
+    assert_eq!(code, 0, "{err}");
+    let df: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(df[0], "tmpfs", "{out}");
+    assert_eq!(df[1], "512", "size in MB: {out}");
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(out.contains("dd=1"), "{out}");
+}
+
+#[test]
+fn a_read_only_root_refuses_writes() {
+    let env = Env::new();
+    let mut cfg = sh("touch /newfile 2>&1; echo rc=$?");
+    cfg["root"]["readonly"] = json!(true);
+    let bundle = env.bundle("b", &cfg);
+    let (_, out, _) = env.run_to_exit("ro", &bundle);
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(out.contains("rc=1"), "{out}");
+    assert!(!bundle.join("rootfs/newfile").exists());
+}
+
+#[test]
+fn masked_paths_read_empty_and_readonly_paths_refuse_writes() {
+    let env = Env::new();
+    let bundle = env.bundle(
+        "b",
+        &sh("wc -c < /proc/kcore; ls /sys/firmware | wc -l; \
+             echo 1 > /proc/sys/kernel/domainname 2>&1; echo rc=$?"),
+    );
+    let (_, out, _) = env.run_to_exit("mask", &bundle);
+    let lines: Vec<&str> = out.lines().map(str::trim).collect();
+    assert_eq!(lines[0], "0", "/proc/kcore is masked: {out}");
+    assert_eq!(lines[1], "0", "/sys/firmware is masked: {out}");
+    assert!(out.contains("Read-only file system"), "{out}");
+}
+
+#[test]
+fn capabilities_are_exactly_the_bundles() {
+    let env = Env::new();
+    let mut cfg = sh("grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status");
+    let caps = json!(["CAP_KILL", "CAP_NET_BIND_SERVICE"]);
+    cfg["process"]["capabilities"] = json!({
+        "bounding": caps, "effective": caps, "permitted": caps, "ambient": caps, "inheritable": caps
+    });
+    let bundle = env.bundle("b", &cfg);
+    let (code, out, err) = env.run_to_exit("caps", &bundle);
+    assert_eq!(code, 0, "{err}");
+    // CAP_KILL is bit 5, CAP_NET_BIND_SERVICE bit 10.
+    let mask = format!("{:016x}", (1u64 << 5) | (1u64 << 10));
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"] {
+        let line = out.lines().find(|l| l.starts_with(set)).unwrap();
+        assert!(line.ends_with(&mask), "{line} != {mask}");
+    }
+}
+
+#[test]
+fn the_process_runs_as_the_configured_user_and_groups() {
+    let env = Env::new();
+    let mut cfg = sh("id -u; id -g; id -G");
+    cfg["process"]["user"] = json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 7]});
+    let bundle = env.bundle("b", &cfg);
+    let (code, out, err) = env.run_to_exit("user", &bundle);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["1000", "1001"]);
+    let mut groups: Vec<&str> = lines[2].split_whitespace().collect();
+    groups.sort();
+    assert_eq!(groups, ["1001", "5", "7"]);
+}
+
+#[test]
+fn rlimits_and_cwd_and_env_reach_the_process() {
+    let env = Env::new();
+    let mut cfg = sh("ulimit -n; pwd; echo $GREETING");
+    cfg["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654}]);
+    cfg["process"]["cwd"] = json!("/tmp");
+    cfg["process"]["env"] = json!(["PATH=/bin", "GREETING=hello"]);
+    let bundle = env.bundle("b", &cfg);
+    let (code, out, err) = env.run_to_exit("limits", &bundle);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "321\n/tmp\nhello\n");
+}
+
+#[test]
+fn the_exit_status_of_the_process_is_the_inits() {
+    let env = Env::new();
+    let bundle = env.bundle("b", &sh("exit 7"));
+    let (code, _, _) = env.run_to_exit("exit", &bundle);
+    assert_eq!(code, 7);
+}
+
+#[test]
+fn two_environments_see_neither_each_others_processes_nor_tmp() {
+    let env = Env::new();
+    let mut a = sh("echo secret > /tmp/a; sleep 30");
+    a["annotations"] = json!({"com.runlambda.ephemeral-storage-mb": "512"});
+    let mut b = sh("ls /tmp; ls /proc | grep -c '^[0-9]'");
+    b["annotations"] = a["annotations"].clone();
+    let bundle_a = env.bundle("a", &a);
+    let bundle_b = env.bundle("b", &b);
+    let pid_a = env.create("a", &bundle_a);
+    env.ok(&["start", "a"]);
+    let (code, out, err) = env.run_to_exit("b", &bundle_b);
+    assert_eq!(code, 0, "{err}");
+    // B's /tmp is empty, and B sees only its shell, ls and grep.
+    assert_eq!(out.trim(), "3", "{out}");
+    env.ok(&["delete", "--force", "a"]);
+    assert_eq!(common::wait_exit(pid_a), 128 + 9);
+}
