@@ -34,7 +34,7 @@ UML=/usr/bin/linux.uml
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 
 if [ "${1:-}" = -- ]; then shift; fi
-if [ $# -eq 0 ]; then sed -n '2,29p' "$0" >&2; exit 2; fi
+if [ $# -eq 0 ]; then sed -n '2,30p' "$0" >&2; exit 2; fi
 if [ ! -x "$UML" ]; then
     echo "guest.sh: $UML not found: install the Debian package user-mode-linux" >&2
     exit 125
