@@ -9,7 +9,7 @@ mod uml;
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, ExitStatus};
 
 #[test]
 fn guest_cgroups_are_pure_v2_with_memory_and_pids() {
@@ -44,12 +44,7 @@ fn memory_max_oom_kills_an_allocation_past_it() {
         "33554432"
     );
 
-    // The shell joins the cgroup, then `tail` holds the one 64 MiB "line" it reads in memory.
-    let script = format!(
-        "echo $$ > {}/cgroup.procs && head -c 64M /dev/zero | tail > /dev/null",
-        cg.display()
-    );
-    let status = Command::new("sh").args(["-c", &script]).status().unwrap();
+    let status = allocate_64mib_in(cg);
     assert!(
         !status.success(),
         "a 64 MiB allocation survived memory.max=32M"
@@ -59,6 +54,50 @@ fn memory_max_oom_kills_an_allocation_past_it() {
     assert!(
         events.lines().any(|l| l == "oom_kill 1"),
         "memory.events after the allocation:\n{events}"
+    );
+    fs::remove_dir(cg).unwrap();
+}
+
+#[test]
+fn v1_memory_mode_gives_a_hybrid_layout_that_enforces_limits() {
+    if !uml::in_guest() {
+        return uml::assert_passes_in_guest_with(
+            "v1_memory_mode_gives_a_hybrid_layout_that_enforces_limits",
+            &[("RUNLAMBDA_UML_V1_MEMORY", "1")],
+        );
+    }
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let has_mount = |point: &str, fs_and_opts: &str| {
+        mountinfo
+            .lines()
+            .any(|l| l.split(' ').nth(4) == Some(point) && l.contains(fs_and_opts))
+    };
+    assert!(
+        has_mount("/sys/fs/cgroup/memory", " - cgroup cgroup rw,memory"),
+        "{mountinfo}"
+    );
+    assert!(
+        has_mount("/sys/fs/cgroup/unified", " - cgroup2 "),
+        "{mountinfo}"
+    );
+    let controllers = fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").unwrap();
+    assert!(
+        !controllers.contains("memory"),
+        "memory on v2 too: {controllers}"
+    );
+
+    let cg = Path::new("/sys/fs/cgroup/memory/uml-smoke-oom");
+    fs::create_dir(cg).unwrap();
+    fs::write(cg.join("memory.limit_in_bytes"), "32M").unwrap();
+    let status = allocate_64mib_in(cg);
+    assert!(
+        !status.success(),
+        "a 64 MiB allocation survived memory.limit_in_bytes=32M"
+    );
+    let oom = fs::read_to_string(cg.join("memory.oom_control")).unwrap();
+    assert!(
+        oom.lines().any(|l| l == "oom_kill 1"),
+        "memory.oom_control after the allocation:\n{oom}"
     );
     fs::remove_dir(cg).unwrap();
 }
@@ -79,4 +118,14 @@ fn busybox_rootfs_runs_under_the_guest_tmp() {
     assert!(out.status.success(), "{out:?}");
     let expected = format!("0\n{}\n", rootfs::APPLETS.len() + 1);
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
+}
+
+/// Runs a shell that joins the cgroup at `cg` (v1 or v2: both have `cgroup.procs`), then makes
+/// `tail` hold the one 64 MiB "line" it reads in memory.
+fn allocate_64mib_in(cg: &Path) -> ExitStatus {
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && head -c 64M /dev/zero | tail > /dev/null",
+        cg.display()
+    );
+    Command::new("sh").args(["-c", &script]).status().unwrap()
 }
