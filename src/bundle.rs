@@ -1,1 +1,340 @@
-//! bundle (being written).
+//! OCI bundles: `<bundle>/config.json` (read with oci-spec) and its root filesystem, turned into
+//! one checked [`EnvironmentSpec`].
+//!
+//! The rule is runc's contract without its leniency: what runlambda honours is converted and
+//! validated here, and a field that is set but not implemented is an error naming the field —
+//! a seccomp profile or a hook that silently did nothing would be a security or correctness bug
+//! the user never sees. Properties that the runtime-spec itself does not define are ignored, as
+//! the spec requires. The conversion is split by part of config.json: `process`, `mounts` and
+//! `linux` (namespaces, id mappings, resources, sysctl, paths) each have a submodule; this file
+//! holds the whole-file checks and the `com.runlambda.*` settings that reshape the result.
+
+mod linux;
+mod mounts;
+mod process;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{Hooks, Root, Spec};
+use oci_spec::OciSpecError;
+
+use crate::annotations::{self, AnnotationError};
+use crate::cgroup::{CpuLimits, Limits};
+use crate::config::RuntimeConfig;
+use crate::spec::{EnvironmentSpec, NamespaceKind, NamespaceSpec};
+
+/// Why a bundle could not be loaded. The sources say which field and why.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("cannot resolve bundle directory {}", path.display())]
+    BundleDir {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot load {}", path.display())]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: OciSpecError,
+    },
+    #[error("invalid {}", path.display())]
+    Invalid {
+        path: PathBuf,
+        #[source]
+        source: FieldError,
+    },
+}
+
+/// What is wrong with one field of config.json; fields are named as config.json spells them.
+#[derive(Debug, thiserror::Error)]
+pub enum FieldError {
+    #[error("{field} is set but not supported by runlambda")]
+    Unsupported { field: String },
+    #[error("process.terminal is not supported yet")]
+    Terminal,
+    #[error("{field} is required")]
+    Missing { field: String },
+    #[error("ociVersion {version:?} is not supported (runlambda reads 1.0.0 to 1.3.x)")]
+    Version { version: String },
+    #[error("{field} = {value}: {reason}")]
+    Invalid {
+        field: String,
+        value: String,
+        reason: String,
+    },
+    #[error("root.path {}: cannot access the root filesystem", path.display())]
+    Rootfs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("root.path {}: not a directory", path.display())]
+    RootfsNotDirectory { path: PathBuf },
+    #[error("{field}: capability {name} cannot be applied by runlambda")]
+    Capability { field: &'static str, name: String },
+    #[error("process.rlimits: {name} soft limit {soft} exceeds its hard limit {hard}")]
+    RlimitSoftAboveHard {
+        name: &'static str,
+        soft: u64,
+        hard: u64,
+    },
+    #[error("mounts[{index}] at {}: type {typ:?} is not supported (bind, tmpfs, proc, sysfs, devpts, mqueue, cgroup, cgroup2)", destination.display())]
+    MountType {
+        index: usize,
+        destination: PathBuf,
+        typ: String,
+    },
+    #[error("mounts[{index}] at {}: option {option:?} is not supported", destination.display())]
+    MountOption {
+        index: usize,
+        destination: PathBuf,
+        option: String,
+    },
+    #[error("{field} needs a {} namespace in linux.namespaces", namespace.name())]
+    NeedsNamespace {
+        field: String,
+        namespace: NamespaceKind,
+    },
+    #[error(transparent)]
+    Annotation(#[from] AnnotationError),
+}
+
+impl FieldError {
+    fn missing(field: impl Into<String>) -> Self {
+        Self::Missing {
+            field: field.into(),
+        }
+    }
+
+    fn unsupported(field: impl Into<String>) -> Self {
+        Self::Unsupported {
+            field: field.into(),
+        }
+    }
+
+    fn invalid(
+        field: impl Into<String>,
+        value: impl std::fmt::Debug,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self::Invalid {
+            field: field.into(),
+            value: format!("{value:?}"),
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Loads `<bundle_dir>/config.json` and checks it against what runlambda implements.
+///
+/// `bundle_dir` may be relative (to the current directory); the spec holds it absolute. The
+/// runtime config is not consulted yet: a plain container gets exactly what its config.json
+/// and annotations say, and the defaults it holds apply to Lambda environments.
+pub fn load(bundle_dir: &Path, _config: &RuntimeConfig) -> Result<EnvironmentSpec, BundleError> {
+    let bundle = std::path::absolute(bundle_dir).map_err(|source| BundleError::BundleDir {
+        path: bundle_dir.to_owned(),
+        source,
+    })?;
+    let path = bundle.join("config.json");
+    let spec = match Spec::load(&path) {
+        Ok(spec) => spec,
+        Err(source) => return Err(BundleError::Load { path, source }),
+    };
+    convert(&spec, &bundle).map_err(|source| BundleError::Invalid { path, source })
+}
+
+/// The whole conversion; `bundle` is absolute.
+fn convert(spec: &Spec, bundle: &Path) -> Result<EnvironmentSpec, FieldError> {
+    check_version(spec.version())?;
+    reject_unsupported(spec)?;
+    let (rootfs, root_readonly) = root(spec.root().as_ref(), bundle)?;
+    let process = process::convert(
+        spec.process()
+            .as_ref()
+            .ok_or_else(|| FieldError::missing("process"))?,
+    )?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| FieldError::missing("linux"))?;
+    linux::reject_unsupported(linux)?;
+    let namespaces = linux::namespaces(linux.namespaces().as_deref())?;
+    let hostname = uts_name("hostname", spec.hostname(), &namespaces)?;
+    let domainname = uts_name("domainname", spec.domainname(), &namespaces)?;
+    let (uid_mappings, gid_mappings) = linux::id_mappings(linux, &namespaces)?;
+    let mut mounts = mounts::convert(spec.mounts().as_deref(), bundle)?;
+    let mut limits = linux::resources(linux.resources().as_ref())?;
+
+    let annotations: BTreeMap<String, String> = spec
+        .annotations()
+        .iter()
+        .flatten()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    let function = annotations::parse(&annotations)?;
+    if let Some(mb) = function.memory_mb {
+        set_function_memory(&mut limits, mb);
+    }
+    if let Some(mb) = function.ephemeral_storage_mb {
+        mounts::set_tmp(&mut mounts, mb);
+    }
+
+    Ok(EnvironmentSpec {
+        bundle: bundle.to_owned(),
+        rootfs,
+        root_readonly,
+        process,
+        hostname,
+        domainname,
+        mounts,
+        uid_mappings,
+        gid_mappings,
+        cgroups_path: linux
+            .cgroups_path()
+            .clone()
+            .filter(|path| !path.as_os_str().is_empty()),
+        limits,
+        masked_paths: linux::absolute_paths("linux.maskedPaths", linux.masked_paths().as_deref())?,
+        readonly_paths: linux::absolute_paths(
+            "linux.readonlyPaths",
+            linux.readonly_paths().as_deref(),
+        )?,
+        rootfs_propagation: linux::rootfs_propagation(linux.rootfs_propagation().as_deref())?,
+        sysctl: linux::sysctl(linux.sysctl().as_ref(), &namespaces)?,
+        namespaces,
+        annotations,
+        function,
+    })
+}
+
+/// Accepts runtime-spec 1.0.0 through 1.3.x, including pre-release tags such as `1.0.2-dev`
+/// (what `runc spec` writes): those versions only added fields, which the checks below cover.
+fn check_version(version: &str) -> Result<(), FieldError> {
+    let core = version.split(['-', '+']).next().unwrap_or_default();
+    let numbers: Vec<Option<u32>> = core.split('.').map(|part| part.parse().ok()).collect();
+    match numbers.as_slice() {
+        [Some(1), Some(0..=3), Some(_)] => Ok(()),
+        _ => Err(FieldError::Version {
+            version: version.to_owned(),
+        }),
+    }
+}
+
+/// Fields of the top level (and its other platforms) that runlambda does not implement.
+// The top-level id mappings are deprecated in oci-spec because the runtime-spec never had
+// them; a config that carries them still must not have them ignored.
+#[allow(deprecated)]
+fn reject_unsupported(spec: &Spec) -> Result<(), FieldError> {
+    if let Some(hooks) = spec.hooks() {
+        reject_hooks(hooks)?;
+    }
+    let set = [
+        ("solaris", spec.solaris().is_some()),
+        ("windows", spec.windows().is_some()),
+        ("vm", spec.vm().is_some()),
+        ("zos", spec.zos().is_some()),
+        (
+            "uidMappings",
+            spec.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+        (
+            "gidMappings",
+            spec.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()),
+        ),
+    ];
+    match set.iter().find(|(_, is_set)| *is_set) {
+        Some((field, _)) => Err(FieldError::unsupported(*field)),
+        None => Ok(()),
+    }
+}
+
+// `prestart` is deprecated in the runtime-spec, and still a hook that must not be skipped.
+#[allow(deprecated)]
+fn reject_hooks(hooks: &Hooks) -> Result<(), FieldError> {
+    let lists = [
+        ("hooks.prestart", hooks.prestart()),
+        ("hooks.createRuntime", hooks.create_runtime()),
+        ("hooks.createContainer", hooks.create_container()),
+        ("hooks.startContainer", hooks.start_container()),
+        ("hooks.poststart", hooks.poststart()),
+        ("hooks.poststop", hooks.poststop()),
+    ];
+    match lists
+        .iter()
+        .find(|(_, list)| list.as_ref().is_some_and(|list| !list.is_empty()))
+    {
+        Some((field, _)) => Err(FieldError::unsupported(*field)),
+        None => Ok(()),
+    }
+}
+
+/// The root filesystem, resolved against the bundle, and whether it is read-only.
+fn root(root: Option<&Root>, bundle: &Path) -> Result<(PathBuf, bool), FieldError> {
+    let root = root.ok_or_else(|| FieldError::missing("root"))?;
+    if root.path().as_os_str().is_empty() {
+        return Err(FieldError::missing("root.path"));
+    }
+    let given = bundle.join(root.path());
+    // Resolved once here so that the sandbox pivots into the directory that was checked, not
+    // into whatever a symlink points at later.
+    let rootfs = given.canonicalize().map_err(|source| FieldError::Rootfs {
+        path: given.clone(),
+        source,
+    })?;
+    if !rootfs.is_dir() {
+        return Err(FieldError::RootfsNotDirectory { path: given });
+    }
+    Ok((rootfs, root.readonly().unwrap_or(false)))
+}
+
+/// `hostname` or `domainname`: setting one needs a UTS namespace, as in runc, or it would
+/// rename the host.
+fn uts_name(
+    field: &'static str,
+    name: &Option<String>,
+    namespaces: &[NamespaceSpec],
+) -> Result<Option<String>, FieldError> {
+    // The kernel's limit for both names (__NEW_UTS_LEN).
+    const MAX_LEN: usize = 64;
+    let Some(name) = name.as_ref().filter(|name| !name.is_empty()) else {
+        return Ok(None);
+    };
+    if !namespaces.iter().any(|ns| ns.kind == NamespaceKind::Uts) {
+        return Err(FieldError::NeedsNamespace {
+            field: field.to_owned(),
+            namespace: NamespaceKind::Uts,
+        });
+    }
+    if name.len() > MAX_LEN {
+        return Err(FieldError::invalid(
+            field,
+            name,
+            format!("longer than {MAX_LEN} bytes"),
+        ));
+    }
+    Ok(Some(name.clone()))
+}
+
+/// Applies `com.runlambda.memory-mb`: the memory limit without swap, and CPU in proportion to
+/// memory as Lambda does (1,769 MiB buys one full CPU). It replaces whatever
+/// `linux.resources.memory` and `.cpu` said; the pids limit stays.
+// Belongs in `cgroup::Limits::for_function_memory` once the cgroup module has it.
+fn set_function_memory(limits: &mut Limits, mb: u32) {
+    const MB_PER_CPU: u64 = 1769;
+    const PERIOD_US: u64 = 100_000;
+    let mb = u64::from(mb);
+    limits.memory_bytes = Some(mb * 1024 * 1024);
+    limits.no_swap = true;
+    limits.cpu = Some(CpuLimits {
+        // cgroup v2's default weight of 100 stands for one CPU's worth.
+        weight: Some((mb * 100 / MB_PER_CPU).clamp(1, 10_000)),
+        quota_us: Some(PERIOD_US * mb / MB_PER_CPU),
+        period_us: Some(PERIOD_US),
+    });
+}
+
+#[cfg(test)]
+mod tests;
