@@ -597,6 +597,10 @@ fn print_report(entries: &[Entry], runs: usize) {
         "create + start + wait for exit + delete of busybox /bin/true: {runs} timed runs per \
          runtime after {WARMUPS} warm-ups, interleaved round-robin"
     );
+    println!(
+        "bundle: `runc spec` shape, read-only root, namespaces pid network ipc uts mount (no \
+         cgroup namespace), cgroupsPath /{CGROUP_PARENT}/<id>"
+    );
     println!();
     println!(
         "{:<20} {:>10} {:>10} {:>14}",
