@@ -61,7 +61,7 @@ mod tests {
         let value: serde_json::Value = serde_json::from_str(&line).unwrap();
         assert_eq!(value["level"], "error");
         assert_eq!(value["msg"], "container x does not exist");
-        assert_eq!(value["time"], "2026-11-18T08:53:20Z");
+        assert_eq!(value["time"], "2026-11-18T11:06:40Z");
         assert!(line.ends_with('\n'));
     }
 }

@@ -17,7 +17,7 @@ fn sleeper() -> serde_json::Value {
 #[test]
 fn status_goes_created_running_stopped_and_state_is_runcs_json() {
     let env = Env::new();
-    let bundle = env.bundle("b", &config(&["sh", "-c", "read x"]));
+    let bundle = env.bundle("b", &sleeper());
     let pid = env.create("c1", &bundle);
     let state = env.state("c1");
     assert_eq!(state["status"], "created");
@@ -30,9 +30,15 @@ fn status_goes_created_running_stopped_and_state_is_runcs_json() {
     env.ok(&["start", "c1"]);
     assert_eq!(env.state("c1")["status"], "running");
     let err = env.fails(&["start", "c1"]);
-    assert!(err.contains("container c1 is running: cannot start it"), "{err}");
+    assert!(
+        err.contains("container c1 is running: cannot start it"),
+        "{err}"
+    );
     let err = env.fails(&["delete", "c1"]);
-    assert!(err.contains("container c1 is running: cannot delete it"), "{err}");
+    assert!(
+        err.contains("container c1 is running: cannot delete it"),
+        "{err}"
+    );
     env.ok(&["kill", "c1", "KILL"]);
     assert_eq!(wait_exit(pid), 128 + 9);
     assert_eq!(env.state("c1")["status"], "stopped");
@@ -64,7 +70,11 @@ fn signals_by_name_and_number_reach_the_init() {
     // Busybox sh as pid 1 ignores SIGTERM unless it traps it.
     let bundle = env.bundle(
         "b",
-        &config(&["sh", "-c", "trap 'exit 42' USR1; while true; do sleep 0.1; done"]),
+        &config(&[
+            "sh",
+            "-c",
+            "trap 'exit 42' USR1; while true; do sleep 0.1; done",
+        ]),
     );
     let pid = env.create("c1", &bundle);
     env.ok(&["start", "c1"]);
@@ -97,7 +107,9 @@ fn pause_freezes_every_process_and_resume_thaws_them() {
             .and_then(|s| s.trim().parse().ok())
             .unwrap_or(0)
     };
-    eventually(Duration::from_secs(5), "the counter to start", || count() > 10);
+    eventually(Duration::from_secs(5), "the counter to start", || {
+        count() > 10
+    });
     env.ok(&["pause", "c1"]);
     assert_eq!(env.state("c1")["status"], "paused");
     let events = fs::read_to_string(env.cgroup_dir("c1").join("cgroup.events")).unwrap();
@@ -122,7 +134,11 @@ fn delete_force_leaves_no_process_cgroup_or_state() {
     env.ok(&["start", "c1"]);
     let leaf = env.cgroup_dir("c1");
     eventually(Duration::from_secs(5), "both sleeps", || {
-        fs::read_to_string(leaf.join("cgroup.procs")).unwrap().lines().count() == 2
+        fs::read_to_string(leaf.join("cgroup.procs"))
+            .unwrap()
+            .lines()
+            .count()
+            == 2
     });
     env.ok(&["pause", "c1"]);
     // A paused container can be force-deleted too.
@@ -149,12 +165,21 @@ fn list_shows_every_container_in_table_and_json() {
     let bundle = env.bundle("b", &sleeper());
     let p1 = env.create("one", &bundle);
     let p2 = env.create("two", &bundle);
-    let list: serde_json::Value = serde_json::from_str(&env.ok(&["list", "--format", "json"])).unwrap();
-    let ids: Vec<&str> = list.as_array().unwrap().iter().map(|s| s["id"].as_str().unwrap()).collect();
+    let list: serde_json::Value =
+        serde_json::from_str(&env.ok(&["list", "--format", "json"])).unwrap();
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
     assert_eq!(ids, ["one", "two"]);
     let table = env.ok(&["list"]);
     assert!(table.starts_with("ID"), "{table}");
-    assert!(table.contains("one") && table.contains("created"), "{table}");
+    assert!(
+        table.contains("one") && table.contains("created"),
+        "{table}"
+    );
     for (id, pid) in [("one", p1), ("two", p2)] {
         env.ok(&["delete", "--force", id]);
         wait_exit(pid);

@@ -97,20 +97,27 @@ fn set_capabilities(caps: &Capabilities) -> Result<(), String> {
     let set = |which: CapSet, wanted: &caps::CapsHashSet| {
         caps::set(None, which, wanted).map_err(|e| format!("setting {which:?} capabilities: {e}"))
     };
-    // Permitted bounds effective and inheritable, so it goes first.
-    set(CapSet::Permitted, &caps.permitted)?;
+    // capset(2) wants effective ⊆ permitted after every call: shrink effective first.
     set(CapSet::Effective, &caps.effective)?;
+    set(CapSet::Permitted, &caps.permitted)?;
     set(CapSet::Inheritable, &caps.inheritable)?;
     caps::clear(None, CapSet::Ambient)
         .map_err(|e| format!("clearing ambient capabilities: {e}"))?;
-    for cap in &caps.ambient {
-        raise_ambient(*cap)?;
+    // The kernel only lets a capability be ambient when it is permitted and inheritable.
+    // runc's default spec lists ambient capabilities without inheritable ones and runc skips
+    // them; do the same rather than refuse every such bundle.
+    for cap in ambient_raisable(caps) {
+        caps::raise(None, CapSet::Ambient, cap)
+            .map_err(|e| format!("raising ambient {cap}: {e}"))?;
     }
     Ok(())
 }
 
-fn raise_ambient(cap: Capability) -> Result<(), String> {
-    caps::raise(None, CapSet::Ambient, cap).map_err(|e| format!("raising ambient {cap}: {e}"))
+fn ambient_raisable(caps: &Capabilities) -> impl Iterator<Item = Capability> + '_ {
+    caps.ambient
+        .iter()
+        .copied()
+        .filter(|cap| caps.permitted.contains(cap) && caps.inheritable.contains(cap))
 }
 
 /// The last steps before `execve`: umask, working directory, no_new_privs.

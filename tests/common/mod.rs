@@ -18,29 +18,23 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// The cgroup2 mount of this host, read from mountinfo.
 pub fn unified_mount() -> PathBuf {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    mountinfo
-        .lines()
-        .find_map(|line| {
-            let (left, right) = line.split_once(" - ")?;
-            (right.split(' ').next()? == "cgroup2").then(|| PathBuf::from(left.split(' ').nth(4)?))
-        })
+    let text = fs::read_to_string(runlambda::mountinfo::SELF_MOUNTINFO).unwrap();
+    runlambda::mountinfo::parse(&text)
+        .unwrap()
+        .into_iter()
+        .find(|m| m.fstype == "cgroup2")
+        .map(|m| m.mount_point)
         .expect("no cgroup2 mount on this host: runlambda needs one")
 }
 
 /// Fails the test, with the reason, when the host's v1 memory hierarchy is visible: these tests
 /// create cgroups, and must never do so there.
 pub fn require_safe_cgroup_view() {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let v1_memory = mountinfo.lines().any(|line| {
-        line.split_once(" - ").is_some_and(|(_, right)| {
-            let fields: Vec<_> = right.split(' ').collect();
-            fields.first() == Some(&"cgroup")
-                && fields
-                    .get(2)
-                    .is_some_and(|opts| opts.split(',').any(|o| o == "memory"))
-        })
-    });
+    let text = fs::read_to_string(runlambda::mountinfo::SELF_MOUNTINFO).unwrap();
+    let v1_memory = runlambda::mountinfo::parse(&text)
+        .unwrap()
+        .iter()
+        .any(|m| m.fstype == "cgroup" && m.has_super_option("memory"));
     assert!(
         !v1_memory,
         "the host's v1 memory cgroup hierarchy is visible: run the tests through \
