@@ -8,7 +8,9 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # UML exits when the guest powers off; init must not exit first (panic).
 power_off() { sync; echo o > /proc/sysrq-trigger; sleep 60; }
 # A setup failure leaves no exit code: guest.sh then shows the console tail.
-trap 'echo "init.sh: failed: $BASH_COMMAND"; power_off' ERR
+fail() { echo "init.sh: $*"; power_off; }
+trap 'fail "failed: $BASH_COMMAND"' ERR
+[ -n "${runlambda_run:-}" ] || fail "no runlambda_run= on the kernel command line"
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -58,7 +60,8 @@ fi
 echo uml-guest > /proc/sys/kernel/hostname
 if command -v ip > /dev/null; then ip link set lo up; fi
 mapfile -d '' -t cmd < "$RUN/cmd"
-cd "$(cat "$RUN/cwd")"
+cwd=$(cat "$RUN/cwd")
+cd "$cwd" || fail "the working directory $cwd is not visible in the guest"
 token=$(cat "$RUN/token")
 trap - ERR
 
