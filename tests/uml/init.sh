@@ -66,10 +66,14 @@ token=$(cat "$RUN/token")
 trap - ERR
 
 echo "$token begin"
-# Through a pipe rather than straight to the console, CMD's output is not a
-# tty, as under a test harness on the host (no colours, no tty line endings).
-"${cmd[@]}" < /dev/null 2>&1 | cat
-rc=${PIPESTATUS[0]}
+# CMD writes to a file, not to the console: it sees no tty, as under a test
+# harness on the host (no colours). tail copies the file to the console until
+# CMD exits, even if CMD leaves a daemon holding its stdout open.
+out=/run/uml-guest-output
+"${cmd[@]}" < /dev/null > "$out" 2>&1 &
+pid=$!
+tail -n +1 -s 0.1 --pid="$pid" -f "$out"
+wait "$pid" && rc=0 || rc=$?
 echo "$token end"
 echo "$rc" > "$RUN/rc"
 power_off
