@@ -69,8 +69,10 @@ echo "$token begin"
 # CMD writes to a file, not to the console: it sees no tty, as under a test
 # harness on the host (no colours). tail copies the file to the console until
 # CMD exits, even if CMD leaves a daemon holding its stdout open.
+# The file must exist before tail starts, or tail gives up at once.
 out=/run/uml-guest-output
-"${cmd[@]}" < /dev/null > "$out" 2>&1 &
+: > "$out"
+"${cmd[@]}" < /dev/null >> "$out" 2>&1 &
 pid=$!
 tail -n +1 -s 0.1 --pid="$pid" -f "$out"
 wait "$pid" && rc=0 || rc=$?
