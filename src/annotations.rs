@@ -28,7 +28,27 @@ pub struct FunctionSettings {
     pub memory_mb: Option<u32>,
     pub ephemeral_storage_mb: Option<u32>,
     pub timeout_s: Option<u32>,
+    pub mode: Option<Mode>,
+    pub function_name: Option<String>,
+    pub handler: Option<String>,
+    pub idle_timeout_s: Option<u32>,
+    pub invoke_port: Option<u16>,
+    pub freeze_delay_ms: Option<u32>,
 }
+
+/// What a container is: a plain one (runc's model) or a Lambda execution environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plain,
+    Lambda,
+}
+
+/// How long an idle Lambda environment lives, in seconds.
+pub const IDLE_TIMEOUT_S: Bounds = Bounds::new(1, 86_400, "s");
+/// How long the freeze waits after an invocation, in milliseconds.
+pub const FREEZE_DELAY_MS: Bounds = Bounds::new(0, 60_000, "ms");
+/// A TCP port.
+pub const PORT: Bounds = Bounds::new(1, 65_535, "port");
 
 /// An inclusive range of accepted values and the unit they are counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +86,18 @@ pub enum AnnotationError {
         value: String,
         bounds: Bounds,
     },
+    #[error("annotation {key}: {value:?} is not one of {}", allowed.join(", "))]
+    NotOneOf {
+        key: String,
+        value: String,
+        allowed: &'static [&'static str],
+    },
+    #[error("annotation {key}: {value:?} must be {rule}")]
+    Pattern {
+        key: String,
+        value: String,
+        rule: &'static str,
+    },
     #[error("annotation {key}: {value:?} is not a whole number in {bounds}")]
     NotANumber {
         key: String,
@@ -77,9 +109,11 @@ pub enum AnnotationError {
 }
 
 /// Why one value was refused; [`parse`] adds the key and the value.
-enum Refusal {
+pub enum Refusal {
     OutOfRange(Bounds),
     NotANumber(Bounds, ParseIntError),
+    OneOf(&'static [&'static str]),
+    Pattern(&'static str),
 }
 
 /// One known annotation: its name after [`PREFIX`] and how its value lands in the settings.
@@ -102,7 +136,54 @@ const KNOWN: &[Known] = &[
         name: "timeout-s",
         apply: |s, v| number(v, TIMEOUT_S).map(|n| s.timeout_s = Some(n)),
     },
+    Known {
+        name: "mode",
+        apply: |s, v| {
+            s.mode = Some(match v {
+                "lambda" => Mode::Lambda,
+                "plain" => Mode::Plain,
+                _ => return Err(Refusal::OneOf(&["lambda", "plain"])),
+            });
+            Ok(())
+        },
+    },
+    Known {
+        name: "function-name",
+        apply: |s, v| function_name(v).map(|n| s.function_name = Some(n)),
+    },
+    Known {
+        name: "handler",
+        apply: |s, v| {
+            s.handler = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Known {
+        name: "idle-timeout-s",
+        apply: |s, v| number(v, IDLE_TIMEOUT_S).map(|n| s.idle_timeout_s = Some(n)),
+    },
+    Known {
+        name: "invoke-port",
+        apply: |s, v| number(v, PORT).map(|n| s.invoke_port = Some(n as u16)),
+    },
+    Known {
+        name: "freeze-delay-ms",
+        apply: |s, v| number(v, FREEZE_DELAY_MS).map(|n| s.freeze_delay_ms = Some(n)),
+    },
 ];
+
+/// Lambda's rule for function names: 1–64 of letters, digits, `-` and `_`.
+pub fn function_name(value: &str) -> Result<String, Refusal> {
+    let valid = (1..=64).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(Refusal::Pattern("1 to 64 letters, digits, '-' or '_'"))
+    }
+}
 
 /// Reads the `com.runlambda.*` annotations; other annotations are not ours and are left alone.
 pub fn parse(annotations: &BTreeMap<String, String>) -> Result<FunctionSettings, AnnotationError> {
@@ -125,6 +206,12 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<FunctionSettings,
                     bounds,
                     source,
                 },
+                Refusal::OneOf(allowed) => AnnotationError::NotOneOf {
+                    key,
+                    value,
+                    allowed,
+                },
+                Refusal::Pattern(rule) => AnnotationError::Pattern { key, value, rule },
             }
         })?;
     }
