@@ -12,14 +12,15 @@
 //! `cargo build --release --example rust_extension`, then copy the binary into a layer's
 //! `extensions/` directory (it becomes `/opt/extensions/rust_extension`). The crate registers
 //! under the executable's file name and receives telemetry on port 9003 inside the environment
-//! (`http://sandbox.localdomain:9003`).
+//! (`http://sandbox.localdomain:9003`), batched for at most 25 ms.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::time::Duration;
 
 use lambda_extension::{
-    service_fn, Error, Extension, LambdaEvent, LambdaTelemetry, NextEvent, SharedService,
+    service_fn, Error, Extension, LambdaEvent, LambdaTelemetry, LogBuffering, NextEvent,
+    SharedService,
 };
 
 /// How long to keep receiving telemetry after SHUTDOWN before exiting on our own (the platform
@@ -61,6 +62,12 @@ async fn main() -> Result<(), Error> {
         .with_events(&["INVOKE", "SHUTDOWN"])
         .with_events_processor(service_fn(on_event))
         .with_telemetry_types(&["platform", "function"])
+        // The shortest batching Lambda allows (25 ms; the default is 1 s), so tests see records soon.
+        .with_telemetry_buffering(LogBuffering {
+            timeout_ms: 25,
+            max_bytes: 262_144,
+            max_items: 1_000,
+        })
         .with_telemetry_processor(SharedService::new(service_fn(on_telemetry)))
         .run()
         .await
