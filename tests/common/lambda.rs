@@ -33,6 +33,37 @@ pub fn python_function(dir: &Path) -> PathBuf {
     function
 }
 
+/// A cargo example beside the `runlambda` binary (`target/<profile>/examples/NAME`). A plain
+/// `cargo test` builds the examples; `cargo test --test X` alone does not.
+pub fn example_binary(name: &str) -> PathBuf {
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_runlambda")).parent().unwrap();
+    let path = bin_dir.join("examples").join(name);
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build --examples` (same profile as the tests)",
+        path.display()
+    );
+    path
+}
+
+/// Copies the `rust_echo` example as `dir/rust-echo/bootstrap` and returns that directory.
+pub fn rust_function(dir: &Path) -> PathBuf {
+    let function = dir.join("rust-echo");
+    fs::create_dir_all(&function).unwrap();
+    fs::copy(example_binary("rust_echo"), function.join("bootstrap")).unwrap();
+    function
+}
+
+/// A layer holding the `rust_extension` example as `extensions/rust_extension` (it appears as
+/// `/opt/extensions/rust_extension` under `--layer`); returns the layer directory.
+pub fn extension_layer(dir: &Path) -> PathBuf {
+    let layer = dir.join("extension-layer");
+    fs::create_dir_all(layer.join("extensions")).unwrap();
+    let target = layer.join("extensions/rust_extension");
+    fs::copy(example_binary("rust_extension"), target).unwrap();
+    layer
+}
+
 /// An HTTP response; `headers` holds the header fields in order, then any chunked trailers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
