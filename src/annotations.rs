@@ -267,6 +267,7 @@ mod tests {
                 memory_mb: Some(1769),
                 ephemeral_storage_mb: Some(10240),
                 timeout_s: Some(900),
+                ..FunctionSettings::default()
             }
         );
     }

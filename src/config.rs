@@ -276,6 +276,7 @@ mod tests {
                     memory_mb: 1769,
                     ephemeral_storage_mb: 10240,
                     timeout_s: 900,
+                    idle_timeout_s: 300,
                 },
             }
         );

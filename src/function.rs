@@ -14,7 +14,9 @@ pub const FUNCTION_UID: u32 = 993;
 pub const FUNCTION_GID: u32 = 990;
 
 /// The host directories that make up the environment's operating system.
-const OS_DIRS: &[&str] = &["usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc"];
+const OS_DIRS: &[&str] = &[
+    "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc",
+];
 
 /// The function's settings as `runlambda run` was given them.
 #[derive(Debug, Clone)]
@@ -103,7 +105,10 @@ fn read_only_bind(source: &Path, destination: &Path) -> Value {
 fn config_json(rootfs: &Path, mounts: Vec<Value>, options: &FunctionOptions) -> Value {
     let mut annotations = serde_json::Map::new();
     annotations.insert("com.runlambda.mode".into(), "lambda".into());
-    annotations.insert("com.runlambda.function-name".into(), options.name.clone().into());
+    annotations.insert(
+        "com.runlambda.function-name".into(),
+        options.name.clone().into(),
+    );
     for (key, value) in [
         ("memory-mb", options.memory_mb),
         ("ephemeral-storage-mb", options.ephemeral_storage_mb),
@@ -181,7 +186,10 @@ mod tests {
             .find(|m| m.destination == Path::new("/var/task"))
             .unwrap();
         assert_eq!(task.source, fs::canonicalize(&code).unwrap());
-        assert!(spec.mounts.iter().any(|m| m.destination == Path::new("/tmp")));
+        assert!(spec
+            .mounts
+            .iter()
+            .any(|m| m.destination == Path::new("/tmp")));
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub fn invoke(endpoint: &str, name: &str, payload: Vec<u8>, log_tail: bool) -> R
     };
     let authority = endpoint
         .strip_prefix("http://")
-        .ok_or_else(|| fail(std::io::Error::other("the endpoint must start with http://")))?
+        .ok_or_else(|| {
+            fail(std::io::Error::other(
+                "the endpoint must start with http://",
+            ))
+        })?
         .trim_end_matches('/')
         .to_string();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -34,7 +38,9 @@ pub fn invoke(endpoint: &str, name: &str, payload: Vec<u8>, log_tail: bool) -> R
         .build()
         .map_err(fail)?;
     runtime.block_on(async {
-        let stream = tokio::net::TcpStream::connect(&authority).await.map_err(fail)?;
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(fail)?;
         let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| fail(std::io::Error::other(e)))?;

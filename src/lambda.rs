@@ -56,7 +56,10 @@ pub fn bind_listeners(
         what: path.display().to_string(),
         source,
     })?;
-    let runtime = bind_in_netns(init, SocketAddr::from((Ipv4Addr::LOCALHOST, RUNTIME_API_PORT)))?;
+    let runtime = bind_in_netns(
+        init,
+        SocketAddr::from((Ipv4Addr::LOCALHOST, RUNTIME_API_PORT)),
+    )?;
     let invoke_tcp = spec
         .function
         .invoke_port

@@ -113,9 +113,7 @@ pub fn on(phase: Phase, event: Event) -> Result<(Phase, &'static [Effect]), Wron
         (P::Initializing, E::Next) => (P::Ready, &[InitDone, Freeze]),
         (P::Initializing, E::InitError) => (P::Resetting, &[Fail(Failure::InitError), KillAll]),
         (P::Initializing, E::InitTimeout) => (P::Resetting, &[Fail(Failure::Timeout), KillAll]),
-        (P::Initializing, E::RuntimeExit) => {
-            (P::Resetting, &[Fail(Failure::RuntimeExit), KillAll])
-        }
+        (P::Initializing, E::RuntimeExit) => (P::Resetting, &[Fail(Failure::RuntimeExit), KillAll]),
         (P::Ready, E::Invoke) => (P::Invoking, &[Thaw, Deliver]),
         (P::Invoking, E::Next) => (P::Invoking, &[Redeliver]),
         (P::Invoking, E::Response | E::Error) => (P::Responded, &[Reply]),
@@ -129,7 +127,10 @@ pub fn on(phase: Phase, event: Event) -> Result<(Phase, &'static [Effect]), Wron
         (P::Resetting, E::RuntimeExit) => (P::Resetting, &[]),
         (P::ShuttingDown, E::RuntimeExit | E::Emptied) => (P::ShuttingDown, &[]),
         (P::ShuttingDown, E::Shutdown) => (P::ShuttingDown, &[]),
-        (_, E::Shutdown) => (P::ShuttingDown, &[Thaw, Fail(Failure::RuntimeExit), ExitInit]),
+        (_, E::Shutdown) => (
+            P::ShuttingDown,
+            &[Thaw, Fail(Failure::RuntimeExit), ExitInit],
+        ),
         _ => return Err(WrongPhase { phase, event }),
     };
     Ok(next)
@@ -170,18 +171,53 @@ mod tests {
     fn table() -> Vec<(Phase, Event, Phase, Vec<Effect>)> {
         let shutdown = vec![Thaw, Fail(Failure::RuntimeExit), ExitInit];
         let mut rows = vec![
-            (P::Created, E::Start, P::Initializing, vec![Thaw, SpawnRuntime]),
-            (P::Reset, E::Start, P::Initializing, vec![Thaw, SpawnRuntime]),
+            (
+                P::Created,
+                E::Start,
+                P::Initializing,
+                vec![Thaw, SpawnRuntime],
+            ),
+            (
+                P::Reset,
+                E::Start,
+                P::Initializing,
+                vec![Thaw, SpawnRuntime],
+            ),
             (P::Initializing, E::Next, P::Ready, vec![InitDone, Freeze]),
-            (P::Initializing, E::InitError, P::Resetting, vec![Fail(Failure::InitError), KillAll]),
-            (P::Initializing, E::InitTimeout, P::Resetting, vec![Fail(Failure::Timeout), KillAll]),
-            (P::Initializing, E::RuntimeExit, P::Resetting, vec![Fail(Failure::RuntimeExit), KillAll]),
+            (
+                P::Initializing,
+                E::InitError,
+                P::Resetting,
+                vec![Fail(Failure::InitError), KillAll],
+            ),
+            (
+                P::Initializing,
+                E::InitTimeout,
+                P::Resetting,
+                vec![Fail(Failure::Timeout), KillAll],
+            ),
+            (
+                P::Initializing,
+                E::RuntimeExit,
+                P::Resetting,
+                vec![Fail(Failure::RuntimeExit), KillAll],
+            ),
             (P::Ready, E::Invoke, P::Invoking, vec![Thaw, Deliver]),
             (P::Invoking, E::Next, P::Invoking, vec![Redeliver]),
             (P::Invoking, E::Response, P::Responded, vec![Reply]),
             (P::Invoking, E::Error, P::Responded, vec![Reply]),
-            (P::Invoking, E::Timeout, P::Resetting, vec![Fail(Failure::Timeout), KillAll]),
-            (P::Invoking, E::RuntimeExit, P::Resetting, vec![Fail(Failure::RuntimeExit), KillAll]),
+            (
+                P::Invoking,
+                E::Timeout,
+                P::Resetting,
+                vec![Fail(Failure::Timeout), KillAll],
+            ),
+            (
+                P::Invoking,
+                E::RuntimeExit,
+                P::Resetting,
+                vec![Fail(Failure::RuntimeExit), KillAll],
+            ),
             (P::Responded, E::Next, P::Ready, vec![Freeze]),
             (P::Responded, E::RuntimeExit, P::Resetting, vec![KillAll]),
             (P::Ready, E::RuntimeExit, P::Resetting, vec![KillAll]),
@@ -209,7 +245,11 @@ mod tests {
                 let got = on(phase, event).map(|(next, effects)| (next, effects.to_vec()));
                 match expected {
                     Some(want) => assert_eq!(got, Ok(want), "{phase:?} × {event:?}"),
-                    None => assert_eq!(got, Err(WrongPhase { phase, event }), "{phase:?} × {event:?}"),
+                    None => assert_eq!(
+                        got,
+                        Err(WrongPhase { phase, event }),
+                        "{phase:?} × {event:?}"
+                    ),
                 }
             }
         }
@@ -224,7 +264,15 @@ mod tests {
     #[test]
     fn a_timed_out_invocation_leads_to_a_new_init() {
         let mut phase = P::Created;
-        for event in [E::Start, E::Next, E::Invoke, E::Timeout, E::Emptied, E::Start, E::Next] {
+        for event in [
+            E::Start,
+            E::Next,
+            E::Invoke,
+            E::Timeout,
+            E::Emptied,
+            E::Start,
+            E::Next,
+        ] {
             phase = on(phase, event).unwrap().0;
         }
         assert_eq!(phase, P::Ready);

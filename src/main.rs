@@ -48,7 +48,10 @@ fn run(cli: Cli) -> Result<()> {
         std::env::var_os("RUNLAMBDA_CONFIG").as_deref(),
     )?;
     let runtime = Runtime {
-        root: cli.root.clone().unwrap_or_else(|| config.state_root.clone()),
+        root: cli
+            .root
+            .clone()
+            .unwrap_or_else(|| config.state_root.clone()),
         config,
     };
     match command {

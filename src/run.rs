@@ -186,7 +186,10 @@ async fn deliver_event(parts: hyper::http::request::Parts, body: Bytes, pool: Sh
         if let Some(id) = acquire(&pool).await {
             let response = forward(&pool, &id, parts, body).await;
             if response.status() != StatusCode::OK {
-                eprintln!("runlambda: an Event invocation failed: {}", response.status());
+                eprintln!(
+                    "runlambda: an Event invocation failed: {}",
+                    response.status()
+                );
             }
             return;
         }
@@ -210,7 +213,10 @@ async fn acquire(pool: &Shared) -> Option<String> {
     match new_environment(pool).await {
         Ok(id) => Some(id),
         Err(e) => {
-            eprintln!("runlambda: cannot create an environment: {}", crate::error::chain(&e));
+            eprintln!(
+                "runlambda: cannot create an environment: {}",
+                crate::error::chain(&e)
+            );
             None
         }
     }
@@ -226,7 +232,10 @@ async fn new_environment(pool: &Shared) -> Result<String> {
         let mut args = p.options.global_args.clone();
         args.extend(["create".into(), "--lambda".into(), "--bundle".into()]);
         args.push(p.options.bundle.display().to_string());
-        args.extend(["--pid-file".into(), pid_file(&p.runtime.root, &id).display().to_string()]);
+        args.extend([
+            "--pid-file".into(),
+            pid_file(&p.runtime.root, &id).display().to_string(),
+        ]);
         args.push(id.clone());
         (id, args)
     };
@@ -316,7 +325,11 @@ async fn forward(
         }
     };
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     release(pool, id, Some(sender));
     Response::from_parts(parts, Full::new(body))
 }
@@ -346,16 +359,15 @@ fn release(pool: &Shared, id: &str, connection: Option<SendRequest<Full<Bytes>>>
 fn reap_exited(pool: &Shared) {
     let p = &mut *pool.borrow_mut();
     let runtime = &p.runtime;
-    p.environments.retain(|env| {
-        match waitpid(env.init, Some(WaitPidFlag::WNOHANG)) {
+    p.environments
+        .retain(|env| match waitpid(env.init, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => true,
             _ => {
                 let _ = runtime.delete(&env.id, true);
                 let _ = std::fs::remove_file(pid_file(&runtime.root, &env.id));
                 false
             }
-        }
-    });
+        });
 }
 
 /// Shutdown for every environment: SIGTERM to each init (the supervisor runs the Shutdown

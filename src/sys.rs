@@ -241,7 +241,10 @@ pub fn set_mount_flags(fd: BorrowedFd<'_>, flags: u64, recursive: bool) -> io::R
             attr.attr_set |= mount_attr;
         }
     }
-    for (ms, atime) in [(libc::MS_NOATIME, NOATIME), (libc::MS_STRICTATIME, STRICTATIME)] {
+    for (ms, atime) in [
+        (libc::MS_NOATIME, NOATIME),
+        (libc::MS_STRICTATIME, STRICTATIME),
+    ] {
         if flags & ms != 0 {
             attr.attr_set |= atime;
             attr.attr_clr |= ATIME_MASK;

@@ -103,18 +103,19 @@ fn percent_decode(text: &str) -> String {
 /// Checks the request's headers.
 pub fn parse_headers(headers: &HeaderMap) -> Result<Parsed, Rejection> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let invocation_type = match header(wire::INVOCATION_TYPE).unwrap_or("RequestResponse") {
-        "RequestResponse" => InvocationType::RequestResponse,
-        "Event" => InvocationType::Event,
-        "DryRun" => InvocationType::DryRun,
-        other => {
-            return Err(reject(
+    let invocation_type =
+        match header(wire::INVOCATION_TYPE).unwrap_or("RequestResponse") {
+            "RequestResponse" => InvocationType::RequestResponse,
+            "Event" => InvocationType::Event,
+            "DryRun" => InvocationType::DryRun,
+            other => return Err(reject(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameterValueException",
-                format!("X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"),
-            ))
-        }
-    };
+                format!(
+                    "X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"
+                ),
+            )),
+        };
     let tail = match header(wire::LOG_TYPE).unwrap_or("None") {
         "None" => false,
         "Tail" => true,
@@ -201,7 +202,10 @@ async fn invoke(
     };
     let payload = match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return Err(reject(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLargeException",
@@ -285,7 +289,10 @@ pub fn render_outcome(outcome: Outcome) -> Response<Full<Bytes>> {
     if let Ok(id) = HeaderValue::from_str(&outcome.request_id) {
         headers.insert(wire::AMZN_REQUEST_ID, id);
     }
-    let content_type = outcome.content_type.as_deref().unwrap_or("application/json");
+    let content_type = outcome
+        .content_type
+        .as_deref()
+        .unwrap_or("application/json");
     if let Ok(value) = HeaderValue::from_str(content_type) {
         headers.insert(CONTENT_TYPE, value);
     }
@@ -315,7 +322,8 @@ mod tests {
         ] {
             assert_eq!(check_function(path, "echo", ARN), Ok(()), "{path}");
         }
-        let err = check_function("/2015-03-31/functions/other/invocations", "echo", ARN).unwrap_err();
+        let err =
+            check_function("/2015-03-31/functions/other/invocations", "echo", ARN).unwrap_err();
         assert_eq!(err.status, StatusCode::NOT_FOUND);
         assert_eq!(err.error_type, "ResourceNotFoundException");
         assert!(err.message.ends_with(":function:other"), "{}", err.message);
@@ -336,7 +344,10 @@ mod tests {
         assert!(!parsed.tail);
         let parsed = parse_headers(&headers(&[(wire::LOG_TYPE, "Tail")])).unwrap();
         assert!(parsed.tail);
-        for (name, value) in [(wire::INVOCATION_TYPE, "Sometimes"), (wire::LOG_TYPE, "All")] {
+        for (name, value) in [
+            (wire::INVOCATION_TYPE, "Sometimes"),
+            (wire::LOG_TYPE, "All"),
+        ] {
             let err = parse_headers(&headers(&[(name, value)])).unwrap_err();
             assert_eq!(err.error_type, "InvalidParameterValueException");
             assert!(err.message.contains(value), "{}", err.message);
@@ -347,7 +358,10 @@ mod tests {
     fn client_context_must_be_base64_json_object() {
         let good = base64::engine::general_purpose::STANDARD.encode(b"{\"custom\":{\"a\":1}}");
         let parsed = parse_headers(&headers(&[(wire::CALLER_CLIENT_CONTEXT, &good)])).unwrap();
-        assert_eq!(parsed.client_context.as_deref(), Some("{\"custom\":{\"a\":1}}"));
+        assert_eq!(
+            parsed.client_context.as_deref(),
+            Some("{\"custom\":{\"a\":1}}")
+        );
         let not_json = base64::engine::general_purpose::STANDARD.encode(b"nope");
         for bad in ["%%%", not_json.as_str()] {
             let err = parse_headers(&headers(&[(wire::CALLER_CLIENT_CONTEXT, bad)])).unwrap_err();
@@ -361,7 +375,9 @@ mod tests {
         check_payload(b"{\"a\":1}").unwrap();
         let err = check_payload(b"{not json").unwrap_err();
         assert_eq!(err.error_type, "InvalidRequestContentException");
-        assert!(err.message.starts_with("Could not parse request body into json"));
+        assert!(err
+            .message
+            .starts_with("Could not parse request body into json"));
     }
 
     #[test]

@@ -48,7 +48,11 @@ pub async fn handle(
         return runtime_error(
             StatusCode::NOT_FOUND,
             "InvalidRequest",
-            format!("no such endpoint: {} {}", request.method(), request.uri().path()),
+            format!(
+                "no such endpoint: {} {}",
+                request.method(),
+                request.uri().path()
+            ),
         );
     };
     match call {
@@ -113,9 +117,15 @@ async fn post(
             );
         }
     }
-    let collected = match Limited::new(request.into_body(), wire::MAX_RESPONSE).collect().await {
+    let collected = match Limited::new(request.into_body(), wire::MAX_RESPONSE)
+        .collect()
+        .await
+    {
         Ok(collected) => collected,
-        Err(e) if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() => {
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
             return runtime_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLarge",
@@ -202,9 +212,11 @@ fn text(headers: &HeaderMap, name: &str) -> Option<String> {
 
 fn refused(refusal: Refusal) -> Response<Full<Bytes>> {
     match refusal {
-        Refusal::InvalidRequestId => {
-            runtime_error(StatusCode::BAD_REQUEST, "InvalidRequestID", "Invalid request ID")
-        }
+        Refusal::InvalidRequestId => runtime_error(
+            StatusCode::BAD_REQUEST,
+            "InvalidRequestID",
+            "Invalid request ID",
+        ),
         Refusal::InvalidState(message) => runtime_error(
             StatusCode::FORBIDDEN,
             "InvalidStateTransition",
@@ -233,11 +245,17 @@ mod tests {
             Some(Call::Next)
         );
         assert_eq!(
-            parse(&Method::POST, &format!("/2018-06-01/runtime/invocation/{id}/response")),
+            parse(
+                &Method::POST,
+                &format!("/2018-06-01/runtime/invocation/{id}/response")
+            ),
             Some(Call::Response(id.into()))
         );
         assert_eq!(
-            parse(&Method::POST, &format!("/2018-06-01/runtime/invocation/{id}/error")),
+            parse(
+                &Method::POST,
+                &format!("/2018-06-01/runtime/invocation/{id}/error")
+            ),
             Some(Call::Error(id.into()))
         );
         assert_eq!(
@@ -245,8 +263,14 @@ mod tests {
             Some(Call::InitError)
         );
         assert_eq!(parse(&Method::GET, "/2018-06-01/ping"), Some(Call::Ping));
-        assert_eq!(parse(&Method::POST, "/2018-06-01/runtime/invocation/next"), None);
-        assert_eq!(parse(&Method::GET, "/2018-06-01/runtime/invocation/x/response"), None);
+        assert_eq!(
+            parse(&Method::POST, "/2018-06-01/runtime/invocation/next"),
+            None
+        );
+        assert_eq!(
+            parse(&Method::GET, "/2018-06-01/runtime/invocation/x/response"),
+            None
+        );
         assert_eq!(parse(&Method::GET, "/2018-06-01/runtime/other"), None);
     }
 
@@ -264,7 +288,10 @@ mod tests {
         let h = response.headers();
         assert_eq!(h[wire::REQUEST_ID], "id-1");
         assert_eq!(h[wire::DEADLINE_MS], "1542409706888");
-        assert!(h[wire::FUNCTION_ARN].to_str().unwrap().ends_with(":function:f"));
+        assert!(h[wire::FUNCTION_ARN]
+            .to_str()
+            .unwrap()
+            .ends_with(":function:f"));
         assert!(h[wire::TRACE_ID].to_str().unwrap().starts_with("Root=1-"));
         assert_eq!(h[wire::CLIENT_CONTEXT], "{\"custom\":{}}");
         assert_eq!(h[CONTENT_TYPE], "application/json");
@@ -273,9 +300,15 @@ mod tests {
     #[test]
     fn stream_errors_in_trailers_become_function_errors() {
         let mut trailers = HeaderMap::new();
-        trailers.insert(wire::FUNCTION_ERROR_TYPE, HeaderValue::from_static("Runtime.StreamError"));
+        trailers.insert(
+            wire::FUNCTION_ERROR_TYPE,
+            HeaderValue::from_static("Runtime.StreamError"),
+        );
         let body = base64::engine::general_purpose::STANDARD.encode(b"{\"errorMessage\":\"x\"}");
-        trailers.insert(wire::FUNCTION_ERROR_BODY, HeaderValue::from_str(&body).unwrap());
+        trailers.insert(
+            wire::FUNCTION_ERROR_BODY,
+            HeaderValue::from_str(&body).unwrap(),
+        );
         let (error_type, error_body) = trailer_error(Some(&trailers)).unwrap();
         assert_eq!(error_type, "Runtime.StreamError");
         assert_eq!(&error_body[..], b"{\"errorMessage\":\"x\"}");

@@ -54,7 +54,12 @@ pub fn serve(channel: Channel, base: &ProcessSpec) -> ! {
 
 fn termination_and_child_signals() -> SigSet {
     let mut set = SigSet::empty();
-    for signal in [Signal::SIGCHLD, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+    for signal in [
+        Signal::SIGCHLD,
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+    ] {
         set.add(signal);
     }
     set
@@ -129,7 +134,10 @@ fn spawn(
     signals: &SigSet,
 ) -> Result<Pid, String> {
     let [stdout, stderr] = fds else {
-        return Err(format!("expected 2 fds for stdout and stderr, got {}", fds.len()));
+        return Err(format!(
+            "expected 2 fds for stdout and stderr, got {}",
+            fds.len()
+        ));
     };
     let spec = ProcessSpec {
         args: args.to_vec(),

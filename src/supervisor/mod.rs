@@ -513,7 +513,10 @@ impl Supervisor {
             ),
             Failure::InitError => (
                 "Runtime.InitError",
-                format!("RequestId: {} Error: the runtime failed to initialise", current.id),
+                format!(
+                    "RequestId: {} Error: the runtime failed to initialise",
+                    current.id
+                ),
             ),
         };
         self.log.line(&format!(
@@ -547,14 +550,14 @@ impl Supervisor {
         match message {
             FromInit::Spawned { pid } => self.runtime_pid = Some(pid),
             FromInit::SpawnFailed { reason } => {
-                self.log.line(&format!("cannot start the runtime: {reason}"));
+                self.log
+                    .line(&format!("cannot start the runtime: {reason}"));
                 self.step(Event::RuntimeExit);
             }
             FromInit::Exited { pid, code } => {
                 if self.runtime_pid == Some(pid) {
                     self.runtime_pid = None;
-                    self.log
-                        .line(&format!("runtime exited with status {code}"));
+                    self.log.line(&format!("runtime exited with status {code}"));
                     self.step(Event::RuntimeExit);
                 }
             }

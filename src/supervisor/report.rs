@@ -68,10 +68,15 @@ pub fn report_line(report: &Report<'_>) -> String {
             "Max Memory Used: {} MB (memory limit not enforced on this host)\t",
             peak.div_ceil(1024 * 1024)
         )),
-        (None, _) => line.push_str("Max Memory Used: unknown (memory limit not enforced on this host)\t"),
+        (None, _) => {
+            line.push_str("Max Memory Used: unknown (memory limit not enforced on this host)\t")
+        }
     }
     if let Some(init) = report.init {
-        line.push_str(&format!("Init Duration: {:.2} ms\t", init.as_secs_f64() * 1000.0));
+        line.push_str(&format!(
+            "Init Duration: {:.2} ms\t",
+            init.as_secs_f64() * 1000.0
+        ));
     }
     line
 }
@@ -83,7 +88,7 @@ mod tests {
     fn report(init: Option<Duration>, peak: Option<u64>, enforced: bool) -> String {
         report_line(&Report {
             id: "8476a536-e9f4-11e8-9739-2dfe598c3fcd",
-            duration: Duration::from_micros(2_345),
+            duration: Duration::from_micros(2_346),
             memory_mb: 128,
             peak_bytes: peak,
             memory_enforced: enforced,

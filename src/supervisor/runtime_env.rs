@@ -47,10 +47,16 @@ pub fn runtime_env(spec: &EnvironmentSpec, function: &Function) -> Vec<String> {
     );
     let reserved = [
         ("AWS_LAMBDA_FUNCTION_NAME", function.name.clone()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", function.memory_mb.to_string()),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            function.memory_mb.to_string(),
+        ),
         ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
         ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", function.name)),
+        (
+            "AWS_LAMBDA_LOG_GROUP_NAME",
+            format!("/aws/lambda/{}", function.name),
+        ),
         ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
         ("AWS_LAMBDA_RUNTIME_API", RUNTIME_API_ADDRESS.into()),
         ("AWS_REGION", function.region.clone()),
@@ -58,7 +64,10 @@ pub fn runtime_env(spec: &EnvironmentSpec, function: &Function) -> Vec<String> {
         ("LAMBDA_TASK_ROOT", "/var/task".into()),
         ("LAMBDA_RUNTIME_DIR", "/var/runtime".into()),
         ("TZ", ":UTC".into()),
-        ("_HANDLER", spec.function.handler.clone().unwrap_or_default()),
+        (
+            "_HANDLER",
+            spec.function.handler.clone().unwrap_or_default(),
+        ),
     ];
     for (key, value) in reserved {
         set(&mut vars, key, &value);
@@ -126,9 +135,18 @@ mod tests {
         };
         assert_eq!(get("PATH").as_deref(), Some("/custom"));
         assert_eq!(get("GREETING").as_deref(), Some("hi"));
-        assert_eq!(get("AWS_LAMBDA_RUNTIME_API").as_deref(), Some("127.0.0.1:9001"));
-        assert_eq!(get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").as_deref(), Some("256"));
-        assert_eq!(get("AWS_LAMBDA_FUNCTION_VERSION").as_deref(), Some("$LATEST"));
+        assert_eq!(
+            get("AWS_LAMBDA_RUNTIME_API").as_deref(),
+            Some("127.0.0.1:9001")
+        );
+        assert_eq!(
+            get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE").as_deref(),
+            Some("256")
+        );
+        assert_eq!(
+            get("AWS_LAMBDA_FUNCTION_VERSION").as_deref(),
+            Some("$LATEST")
+        );
         let stream = get("AWS_LAMBDA_LOG_STREAM_NAME").unwrap();
         assert!(stream.contains("/[$LATEST]"), "{stream}");
     }

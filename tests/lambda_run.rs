@@ -1,0 +1,343 @@
+//! `runlambda run` as a Lambda user sees it: real functions (the stdlib Python runtime client,
+//! the Rust `lambda_runtime` crate) in real environments behind the AWS Invoke API, through
+//! every lifecycle path: warm invokes with freezing, function errors, a runtime that exits, a
+//! timeout, `/tmp` full, the idle Shutdown, concurrency and throttling, Event invocations.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::lambda::{header, python_function, rust_function, Server};
+use common::{eventually, unified_mount, Env};
+use serde_json::{json, Value};
+
+/// A runtime config that lets Lambda environments run where no memory controller exists (the
+/// hybrid development hosts); the pure-v2 tier proves the limit itself.
+const HYBRID_OK: &str = "allow_unenforced_memory = true";
+
+/// Makes the function's directory readable by the sandbox user, as Lambda's unzip does.
+fn readable(function: PathBuf) -> PathBuf {
+    fs::set_permissions(&function, fs::Permissions::from_mode(0o755)).unwrap();
+    function
+}
+
+fn start(env: &Env, function: &Path, extra: &[&str]) -> Server {
+    let mut cmd = env.command(&["run", function.to_str().unwrap()]);
+    cmd.args(extra);
+    Server::spawn(cmd)
+}
+
+fn json_body(response: &common::lambda::Response) -> Value {
+    serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", response.text()))
+}
+
+/// The leaves of the pool's environments in the cgroup2 hierarchy.
+fn leaves(env: &Env) -> Vec<PathBuf> {
+    fs::read_dir(unified_mount().join(&env.cgroup_parent))
+        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_echo_invoke_returns_the_event_with_lambdas_headers() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &["--memory", "256"]);
+    let response = server.invoke("python-echo", br#"{"hello":"world"}"#, &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let body = json_body(&response);
+    assert_eq!(body["echo"], json!({"hello": "world"}));
+    assert_eq!(body["functionName"], "python-echo");
+    assert_eq!(body["memory"], "256");
+    let remaining = body["remainingMs"].as_i64().unwrap();
+    assert!((1..=3000).contains(&remaining), "remainingMs {remaining}");
+    assert_eq!(header(&response, "x-amz-executed-version"), Some("$LATEST"));
+    assert_eq!(
+        header(&response, "x-amzn-requestid"),
+        body["requestId"].as_str()
+    );
+    assert_eq!(header(&response, "x-amz-function-error"), None);
+    // The AWS emulator's name for any function works too.
+    assert_eq!(server.invoke("function", b"{}", &[]).status, 200);
+    assert_eq!(server.stop().code(), Some(0), "Ctrl-C exits 0");
+    let log = server.stdout();
+    assert!(log.contains("START RequestId: "), "{log}");
+    assert!(log.contains("REPORT RequestId: "), "{log}");
+    assert_eq!(
+        log.matches("Init Duration: ").count(),
+        1,
+        "one cold start: {log}"
+    );
+}
+
+#[test]
+fn a_hundred_warm_invokes_share_one_process_and_the_idle_environment_is_frozen() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &[]);
+    for i in 0..100 {
+        let response = server.invoke("python-echo", format!("{{\"n\":{i}}}").as_bytes(), &[]);
+        assert_eq!(response.status, 200, "invoke {i}: {}", response.text());
+        assert_eq!(json_body(&response)["echo"]["n"], i);
+    }
+    let leaves = leaves(&env);
+    assert_eq!(leaves.len(), 1, "one environment: {leaves:?}");
+    let events = leaves[0].join("cgroup.events");
+    eventually(
+        Duration::from_secs(5),
+        "the idle environment to freeze",
+        || fs::read_to_string(&events).is_ok_and(|e| e.contains("frozen 1")),
+    );
+    // And it thaws for the next one.
+    assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
+    server.stop();
+    let log = server.stdout();
+    assert_eq!(
+        log.matches("Init Duration: ").count(),
+        1,
+        "no second Init: {log}"
+    );
+    assert_eq!(log.matches("REPORT RequestId: ").count(), 101);
+}
+
+#[test]
+fn a_handler_error_is_a_200_with_the_unhandled_header_and_the_error_body() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(&env, &function, &[]);
+    let response = server.invoke("python-echo", br#"{"raise":"boom"}"#, &[]);
+    assert_eq!(response.status, 200);
+    assert_eq!(header(&response, "x-amz-function-error"), Some("Unhandled"));
+    let body = json_body(&response);
+    assert_eq!(body["errorMessage"], "boom");
+    assert_eq!(body["errorType"], "RuntimeError");
+    // The same process goes on serving.
+    assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
+}
+
+#[test]
+fn a_runtime_that_exits_mid_invoke_is_an_exit_error_and_the_next_invoke_reinitialises() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &[]);
+    let response = server.invoke("python-echo", br#"{"exit":3}"#, &[]);
+    assert_eq!(response.status, 200);
+    assert_eq!(header(&response, "x-amz-function-error"), Some("Unhandled"));
+    assert_eq!(json_body(&response)["errorType"], "Runtime.ExitError");
+    let again = server.invoke("python-echo", br#"{"after":"exit"}"#, &[]);
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(json_body(&again)["echo"]["after"], "exit");
+    server.stop();
+    assert_eq!(server.stdout().matches("Init Duration: ").count(), 2);
+}
+
+#[test]
+fn a_timeout_is_sandbox_timedout_and_the_next_invoke_reinitialises() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(&env, &function, &["--timeout", "1"]);
+    let started = std::time::Instant::now();
+    let response = server.invoke("python-echo", br#"{"sleep":30}"#, &[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the timeout held"
+    );
+    assert_eq!(header(&response, "x-amz-function-error"), Some("Unhandled"));
+    let body = json_body(&response);
+    assert_eq!(body["errorType"], "Sandbox.Timedout");
+    assert!(
+        body["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("Task timed out after 1.00 seconds"),
+        "{body}"
+    );
+    let again = server.invoke("python-echo", b"{}", &[]);
+    assert_eq!(again.status, 200, "{}", again.text());
+}
+
+#[test]
+fn writing_past_the_ephemeral_storage_fails_with_enospc_inside_the_function() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(
+        &env,
+        &function,
+        &["--ephemeral-storage", "512", "--timeout", "60"],
+    );
+    let response = server.invoke("python-echo", br#"{"write_tmp_mb":600}"#, &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let body = json_body(&response);
+    assert_eq!(body["error"], "ENOSPC", "{body}");
+    let written = body["written"].as_u64().unwrap();
+    assert!(
+        written <= 512 << 20 && written > 500 << 20,
+        "written {written}"
+    );
+}
+
+#[test]
+fn an_idle_environment_shuts_down_and_leaves_nothing() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &["--idle-timeout", "1"]);
+    assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
+    eventually(
+        Duration::from_secs(10),
+        "the idle environment to go",
+        || leaves(&env).is_empty(),
+    );
+    // A new environment serves the next invoke.
+    assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
+    server.stop();
+    assert_eq!(server.stdout().matches("Init Duration: ").count(), 2);
+}
+
+#[test]
+fn concurrency_4_serves_four_at_once_and_throttles_the_fifth() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(&env, &function, &["--concurrency", "4", "--timeout", "30"]);
+    let endpoint = server.endpoint.clone();
+    let slow: Vec<_> = (0..4)
+        .map(|_| {
+            let endpoint = endpoint.clone();
+            std::thread::spawn(move || {
+                common::lambda::http_request(
+                    &endpoint,
+                    "POST",
+                    "/2015-03-31/functions/python-echo/invocations",
+                    br#"{"sleep":3}"#,
+                    &[],
+                )
+                .unwrap()
+            })
+        })
+        .collect();
+    eventually(Duration::from_secs(20), "four busy environments", || {
+        leaves(&env).len() == 4
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let fifth = server.invoke("python-echo", b"{}", &[]);
+    assert_eq!(fifth.status, 429, "{}", fifth.text());
+    assert_eq!(
+        header(&fifth, "x-amzn-errortype"),
+        Some("TooManyRequestsException")
+    );
+    for handle in slow {
+        let response = handle.join().unwrap();
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
+}
+
+#[test]
+fn event_invocations_are_accepted_and_run() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &[]);
+    let response = server.invoke(
+        "python-echo",
+        br#"{"print":"from-an-event"}"#,
+        &[("X-Amz-Invocation-Type", "Event")],
+    );
+    assert_eq!(response.status, 202);
+    assert!(response.body.is_empty());
+    eventually(Duration::from_secs(15), "the event to run", || {
+        server.stdout().contains("from-an-event")
+    });
+    server.stop();
+}
+
+#[test]
+fn the_log_tail_holds_the_invocations_log_lines() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(&env, &function, &[]);
+    let response = server.invoke(
+        "python-echo",
+        br#"{"print":"hello from the function"}"#,
+        &[("X-Amz-Log-Type", "Tail")],
+    );
+    use base64::Engine;
+    let log = base64::engine::general_purpose::STANDARD
+        .decode(header(&response, "x-amz-log-result").expect("X-Amz-Log-Result"))
+        .unwrap();
+    let log = String::from_utf8(log).unwrap();
+    let id = header(&response, "x-amzn-requestid").unwrap();
+    for line in [
+        format!("START RequestId: {id} Version: $LATEST"),
+        "hello from the function".to_string(),
+        format!("END RequestId: {id}"),
+        format!("REPORT RequestId: {id}\tDuration: "),
+    ] {
+        assert!(log.contains(&line), "{line:?} missing from:\n{log}");
+    }
+}
+
+#[test]
+fn bad_invoke_requests_get_aws_errors_and_the_endpoint_keeps_serving() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(&env, &function, &[]);
+    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+        (
+            "nope",
+            b"{}".to_vec(),
+            vec![],
+            404,
+            "ResourceNotFoundException",
+        ),
+        (
+            "python-echo",
+            b"{not json".to_vec(),
+            vec![],
+            400,
+            "InvalidRequestContentException",
+        ),
+        (
+            "python-echo",
+            b"{}".to_vec(),
+            vec![("X-Amz-Invocation-Type", "Sometimes")],
+            400,
+            "InvalidParameterValueException",
+        ),
+        (
+            "python-echo",
+            vec![b' '; 6 * 1024 * 1024 + 10],
+            vec![],
+            413,
+            "RequestEntityTooLargeException",
+        ),
+    ];
+    for (name, body, headers, status, error_type) in cases {
+        let response = server.invoke(name, &body, &headers);
+        assert_eq!(response.status, status, "{name}: {}", response.text());
+        assert_eq!(header(&response, "x-amzn-errortype"), Some(error_type));
+        assert!(json_body(&response)["message"].is_string());
+    }
+    let dry = server.invoke("python-echo", b"{}", &[("X-Amz-Invocation-Type", "DryRun")]);
+    assert_eq!(dry.status, 204);
+    assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
+}
+
+#[test]
+fn the_rust_lambda_runtime_crate_runs_unmodified() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(rust_function(env.dir.path()));
+    let server = start(&env, &function, &[]);
+    for i in 0..3 {
+        let response = server.invoke("rust-echo", format!("{{\"i\":{i}}}").as_bytes(), &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+        let body = json_body(&response);
+        assert_eq!(body["echo"]["i"], i);
+        assert_eq!(
+            header(&response, "x-amzn-requestid"),
+            body["requestId"].as_str()
+        );
+    }
+}
