@@ -28,6 +28,14 @@ pub struct FunctionSettings {
     pub memory_mb: Option<u32>,
     pub ephemeral_storage_mb: Option<u32>,
     pub timeout_s: Option<u32>,
+    pub mode: Option<Mode>,
+}
+
+/// `com.runlambda.mode`: a plain container, or a Lambda environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Plain,
+    Lambda,
 }
 
 /// An inclusive range of accepted values and the unit they are counted in.
@@ -74,12 +82,19 @@ pub enum AnnotationError {
         #[source]
         source: ParseIntError,
     },
+    #[error("annotation {key}: {value:?} is not one of {}", allowed.join(", "))]
+    NotOneOf {
+        key: String,
+        value: String,
+        allowed: &'static [&'static str],
+    },
 }
 
 /// Why one value was refused; [`parse`] adds the key and the value.
 enum Refusal {
     OutOfRange(Bounds),
     NotANumber(Bounds, ParseIntError),
+    NotOneOf(&'static [&'static str]),
 }
 
 /// One known annotation: its name after [`PREFIX`] and how its value lands in the settings.
@@ -101,6 +116,18 @@ const KNOWN: &[Known] = &[
     Known {
         name: "timeout-s",
         apply: |s, v| number(v, TIMEOUT_S).map(|n| s.timeout_s = Some(n)),
+    },
+    Known {
+        name: "mode",
+        apply: |s, v| {
+            let mode = match v {
+                "plain" => Mode::Plain,
+                "lambda" => Mode::Lambda,
+                _ => return Err(Refusal::NotOneOf(&["plain", "lambda"])),
+            };
+            s.mode = Some(mode);
+            Ok(())
+        },
     },
 ];
 
@@ -124,6 +151,11 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<FunctionSettings,
                     value,
                     bounds,
                     source,
+                },
+                Refusal::NotOneOf(allowed) => AnnotationError::NotOneOf {
+                    key,
+                    value,
+                    allowed,
                 },
             }
         })?;
@@ -168,6 +200,7 @@ mod tests {
                 "10240".to_owned(),
             ),
             ("com.runlambda.timeout-s".to_owned(), "900".to_owned()),
+            ("com.runlambda.mode".to_owned(), "lambda".to_owned()),
             (
                 "io.kubernetes.cri.container-type".to_owned(),
                 "container".to_owned(),
@@ -180,6 +213,7 @@ mod tests {
                 memory_mb: Some(1769),
                 ephemeral_storage_mb: Some(10240),
                 timeout_s: Some(900),
+                mode: Some(Mode::Lambda),
             }
         );
     }
@@ -259,6 +293,19 @@ mod tests {
             .to_string()
             .starts_with("unknown annotation com.runlambda.memroy-mb (known: "));
         assert!(err.to_string().contains("com.runlambda.memory-mb"));
+    }
+
+    #[test]
+    fn mode_is_plain_or_lambda() {
+        assert_eq!(
+            parse_one("com.runlambda.mode", "plain").unwrap().mode,
+            Some(Mode::Plain)
+        );
+        let err = parse_one("com.runlambda.mode", "fast").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "annotation com.runlambda.mode: \"fast\" is not one of plain, lambda"
+        );
     }
 
     #[test]
