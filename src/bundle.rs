@@ -336,5 +336,18 @@ fn set_function_memory(limits: &mut Limits, mb: u32) {
     });
 }
 
+/// Checks the `process` of an `exec` (a process JSON, or config.json's process with the
+/// command line's changes) exactly as [`load`] checks config.json's; `path` is where it came
+/// from.
+pub fn check_process(
+    process: &oci_spec::runtime::Process,
+    path: &Path,
+) -> Result<crate::spec::ProcessSpec, BundleError> {
+    process::convert(process).map_err(|source| BundleError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
+}
+
 #[cfg(test)]
 mod tests;

@@ -58,6 +58,8 @@ pub enum Error {
     },
     #[error("{flag} is not supported yet")]
     UnsupportedFlag { flag: &'static str },
+    #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod exec;
 pub mod logging;
 pub mod mountinfo;
 pub mod sandbox;

@@ -114,5 +114,13 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Exec(args) => {
+            let status = runtime.exec(&args)?.finish()?;
+            if status != 0 {
+                // Passed on as the process's own; nothing is left to report or clean up.
+                std::process::exit(status);
+            }
+            Ok(())
+        }
     }
 }

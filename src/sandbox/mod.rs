@@ -4,6 +4,7 @@
 //! (`process`).
 
 mod channel;
+pub mod exec;
 pub mod init;
 pub mod mounts;
 pub mod process;
