@@ -97,11 +97,34 @@ pub enum Command {
     /// The process joins every namespace and the cgroup of the container's init. A paused
     /// container is refused rather than thawed for the duration: resume it first.
     Exec(ExecArgs),
+    /// List the host pids of the processes in a container's cgroup.
+    Ps {
+        #[arg(short, long, value_enum, default_value_t = PsFormat::Table)]
+        format: PsFormat,
+        id: String,
+    },
+    /// Print a container's resource usage (cpu, memory, pids) as JSON, every --interval.
+    Events {
+        /// Print the usage once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between two reports, such as 5s or 500ms.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        id: String,
+    },
 }
 
 /// Output formats of `list`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ListFormat {
+    Table,
+    Json,
+}
+
+/// Output formats of `ps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PsFormat {
     Table,
     Json,
 }

@@ -290,6 +290,16 @@ impl Runtime {
         container.require(&[Status::Created, Status::Running], "exec in")?;
         crate::exec::start(args, &container.record, &container.cgroup)
     }
+
+    /// The host pids of the processes in the container's cgroup leaf.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        Ok(self.find(id)?.cgroup.pids()?)
+    }
+
+    /// What the container's cgroup reports of its cpu, memory and pids.
+    pub fn usage(&self, id: &str) -> Result<crate::cgroup::Usage> {
+        Ok(self.find(id)?.cgroup.usage()?)
+    }
 }
 
 impl Container {

@@ -20,6 +20,7 @@ pub mod sandbox;
 pub mod signal;
 pub mod spec;
 pub mod state;
+pub mod stats;
 pub mod sys;
 
 pub use error::{Error, Result};

@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use runlambda::cli::{Cli, Command, ListFormat};
+use runlambda::cli::{Cli, Command, ListFormat, PsFormat};
 use runlambda::container::{Runtime, OCI_VERSION};
 use runlambda::logging::Logger;
-use runlambda::{config, error, signal, Error, Result};
+use runlambda::{config, error, signal, stats, Error, Result};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -122,5 +122,25 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Ps { format, id } => {
+            let pids = runtime.pids(&id)?;
+            if format == PsFormat::Json {
+                println!("{}", serde_json::to_string(&pids).expect("pids serialise"));
+            } else {
+                print!("{}", stats::ps_table(&pids));
+            }
+            Ok(())
+        }
+        Command::Events {
+            stats: once,
+            interval,
+            id,
+        } => loop {
+            println!("{}", stats::stats_event(&id, &runtime.usage(&id)?));
+            if once {
+                return Ok(());
+            }
+            std::thread::sleep(interval);
+        },
     }
 }
