@@ -349,5 +349,10 @@ pub fn check_process(
     })
 }
 
+/// The mount option words [`load`] accepts (filesystem data such as `mode=755` aside).
+pub fn mount_options() -> impl Iterator<Item = &'static str> {
+    mounts::supported_options()
+}
+
 #[cfg(test)]
 mod tests;

@@ -113,6 +113,17 @@ pub enum Command {
         interval: std::time::Duration,
         id: String,
     },
+    /// Print what this runtime supports, as runtime-spec features JSON.
+    Features,
+    /// Write a template config.json into the bundle directory.
+    Spec {
+        /// The bundle directory.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Make the template a Lambda function (com.runlambda.* annotations).
+        #[arg(long)]
+        lambda: bool,
+    },
 }
 
 /// Output formats of `list`.

@@ -60,6 +60,8 @@ pub enum Error {
     UnsupportedFlag { flag: &'static str },
     #[error(transparent)]
     Exec(#[from] crate::exec::ExecError),
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

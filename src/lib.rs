@@ -14,6 +14,7 @@ pub mod config;
 pub mod container;
 pub mod error;
 pub mod exec;
+pub mod features;
 pub mod logging;
 pub mod mountinfo;
 pub mod sandbox;
@@ -22,5 +23,6 @@ pub mod spec;
 pub mod state;
 pub mod stats;
 pub mod sys;
+pub mod template;
 
 pub use error::{Error, Result};

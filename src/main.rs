@@ -142,5 +142,14 @@ fn run(cli: Cli) -> Result<()> {
             }
             std::thread::sleep(interval);
         },
+        Command::Features => {
+            let features = runlambda::features::features();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&features).expect("features serialise")
+            );
+            Ok(())
+        }
+        Command::Spec { bundle, lambda } => Ok(runlambda::template::write(&bundle, lambda)?),
     }
 }
