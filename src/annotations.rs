@@ -29,14 +29,26 @@ pub struct FunctionSettings {
     pub ephemeral_storage_mb: Option<u32>,
     pub timeout_s: Option<u32>,
     pub mode: Option<Mode>,
+    pub function_name: Option<String>,
+    pub handler: Option<String>,
+    pub idle_timeout_s: Option<u32>,
+    pub invoke_port: Option<u16>,
+    pub freeze_delay_ms: Option<u32>,
 }
 
-/// `com.runlambda.mode`: a plain container, or a Lambda environment.
+/// What a container is: a plain one (runc's model) or a Lambda execution environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Plain,
     Lambda,
 }
+
+/// How long an idle Lambda environment lives, in seconds.
+pub const IDLE_TIMEOUT_S: Bounds = Bounds::new(1, 86_400, "s");
+/// How long the freeze waits after an invocation, in milliseconds.
+pub const FREEZE_DELAY_MS: Bounds = Bounds::new(0, 60_000, "ms");
+/// A TCP port.
+pub const PORT: Bounds = Bounds::new(1, 65_535, "port");
 
 /// An inclusive range of accepted values and the unit they are counted in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +86,18 @@ pub enum AnnotationError {
         value: String,
         bounds: Bounds,
     },
+    #[error("annotation {key}: {value:?} is not one of {}", allowed.join(", "))]
+    NotOneOf {
+        key: String,
+        value: String,
+        allowed: &'static [&'static str],
+    },
+    #[error("annotation {key}: {value:?} must be {rule}")]
+    Pattern {
+        key: String,
+        value: String,
+        rule: &'static str,
+    },
     #[error("annotation {key}: {value:?} is not a whole number in {bounds}")]
     NotANumber {
         key: String,
@@ -82,19 +106,14 @@ pub enum AnnotationError {
         #[source]
         source: ParseIntError,
     },
-    #[error("annotation {key}: {value:?} is not one of {}", allowed.join(", "))]
-    NotOneOf {
-        key: String,
-        value: String,
-        allowed: &'static [&'static str],
-    },
 }
 
 /// Why one value was refused; [`parse`] adds the key and the value.
-enum Refusal {
+pub enum Refusal {
     OutOfRange(Bounds),
     NotANumber(Bounds, ParseIntError),
-    NotOneOf(&'static [&'static str]),
+    OneOf(&'static [&'static str]),
+    Pattern(&'static str),
 }
 
 /// One known annotation: its name after [`PREFIX`] and how its value lands in the settings.
@@ -120,16 +139,51 @@ const KNOWN: &[Known] = &[
     Known {
         name: "mode",
         apply: |s, v| {
-            let mode = match v {
-                "plain" => Mode::Plain,
+            s.mode = Some(match v {
                 "lambda" => Mode::Lambda,
-                _ => return Err(Refusal::NotOneOf(&["plain", "lambda"])),
-            };
-            s.mode = Some(mode);
+                "plain" => Mode::Plain,
+                _ => return Err(Refusal::OneOf(&["lambda", "plain"])),
+            });
             Ok(())
         },
     },
+    Known {
+        name: "function-name",
+        apply: |s, v| function_name(v).map(|n| s.function_name = Some(n)),
+    },
+    Known {
+        name: "handler",
+        apply: |s, v| {
+            s.handler = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Known {
+        name: "idle-timeout-s",
+        apply: |s, v| number(v, IDLE_TIMEOUT_S).map(|n| s.idle_timeout_s = Some(n)),
+    },
+    Known {
+        name: "invoke-port",
+        apply: |s, v| number(v, PORT).map(|n| s.invoke_port = Some(n as u16)),
+    },
+    Known {
+        name: "freeze-delay-ms",
+        apply: |s, v| number(v, FREEZE_DELAY_MS).map(|n| s.freeze_delay_ms = Some(n)),
+    },
 ];
+
+/// Lambda's rule for function names: 1–64 of letters, digits, `-` and `_`.
+pub fn function_name(value: &str) -> Result<String, Refusal> {
+    let valid = (1..=64).contains(&value.len())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err(Refusal::Pattern("1 to 64 letters, digits, '-' or '_'"))
+    }
+}
 
 /// Reads the `com.runlambda.*` annotations; other annotations are not ours and are left alone.
 pub fn parse(annotations: &BTreeMap<String, String>) -> Result<FunctionSettings, AnnotationError> {
@@ -152,11 +206,12 @@ pub fn parse(annotations: &BTreeMap<String, String>) -> Result<FunctionSettings,
                     bounds,
                     source,
                 },
-                Refusal::NotOneOf(allowed) => AnnotationError::NotOneOf {
+                Refusal::OneOf(allowed) => AnnotationError::NotOneOf {
                     key,
                     value,
                     allowed,
                 },
+                Refusal::Pattern(rule) => AnnotationError::Pattern { key, value, rule },
             }
         })?;
     }
@@ -200,7 +255,6 @@ mod tests {
                 "10240".to_owned(),
             ),
             ("com.runlambda.timeout-s".to_owned(), "900".to_owned()),
-            ("com.runlambda.mode".to_owned(), "lambda".to_owned()),
             (
                 "io.kubernetes.cri.container-type".to_owned(),
                 "container".to_owned(),
@@ -213,7 +267,7 @@ mod tests {
                 memory_mb: Some(1769),
                 ephemeral_storage_mb: Some(10240),
                 timeout_s: Some(900),
-                mode: Some(Mode::Lambda),
+                ..FunctionSettings::default()
             }
         );
     }
@@ -293,19 +347,6 @@ mod tests {
             .to_string()
             .starts_with("unknown annotation com.runlambda.memroy-mb (known: "));
         assert!(err.to_string().contains("com.runlambda.memory-mb"));
-    }
-
-    #[test]
-    fn mode_is_plain_or_lambda() {
-        assert_eq!(
-            parse_one("com.runlambda.mode", "plain").unwrap().mode,
-            Some(Mode::Plain)
-        );
-        let err = parse_one("com.runlambda.mode", "fast").unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "annotation com.runlambda.mode: \"fast\" is not one of plain, lambda"
-        );
     }
 
     #[test]

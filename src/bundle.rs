@@ -20,8 +20,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{Hooks, Root, Spec};
 use oci_spec::OciSpecError;
 
-use crate::annotations::{self, AnnotationError};
-use crate::cgroup::{CpuLimits, Limits};
+use crate::annotations::{self, AnnotationError, FunctionSettings, Mode};
+use crate::cgroup::Limits;
 use crate::config::RuntimeConfig;
 use crate::spec::{EnvironmentSpec, NamespaceKind, NamespaceSpec};
 
@@ -133,7 +133,11 @@ impl FieldError {
 /// `bundle_dir` may be relative (to the current directory); the spec holds it absolute. The
 /// runtime config is not consulted yet: a plain container gets exactly what its config.json
 /// and annotations say, and the defaults it holds apply to Lambda environments.
-pub fn load(bundle_dir: &Path, _config: &RuntimeConfig) -> Result<EnvironmentSpec, BundleError> {
+pub fn load(
+    bundle_dir: &Path,
+    config: &RuntimeConfig,
+    force_lambda: bool,
+) -> Result<EnvironmentSpec, BundleError> {
     let bundle = std::path::absolute(bundle_dir).map_err(|source| BundleError::BundleDir {
         path: bundle_dir.to_owned(),
         source,
@@ -143,11 +147,17 @@ pub fn load(bundle_dir: &Path, _config: &RuntimeConfig) -> Result<EnvironmentSpe
         Ok(spec) => spec,
         Err(source) => return Err(BundleError::Load { path, source }),
     };
-    convert(&spec, &bundle).map_err(|source| BundleError::Invalid { path, source })
+    convert(&spec, &bundle, config, force_lambda)
+        .map_err(|source| BundleError::Invalid { path, source })
 }
 
 /// The whole conversion; `bundle` is absolute.
-fn convert(spec: &Spec, bundle: &Path) -> Result<EnvironmentSpec, FieldError> {
+fn convert(
+    spec: &Spec,
+    bundle: &Path,
+    config: &RuntimeConfig,
+    force_lambda: bool,
+) -> Result<EnvironmentSpec, FieldError> {
     check_version(spec.version())?;
     reject_unsupported(spec)?;
     let (rootfs, root_readonly) = root(spec.root().as_ref(), bundle)?;
@@ -174,9 +184,15 @@ fn convert(spec: &Spec, bundle: &Path) -> Result<EnvironmentSpec, FieldError> {
         .flatten()
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
-    let function = annotations::parse(&annotations)?;
+    let mut function = annotations::parse(&annotations)?;
+    if lambda_mode(&function, &annotations, force_lambda) {
+        apply_lambda_defaults(&mut function, config);
+    }
     if let Some(mb) = function.memory_mb {
-        set_function_memory(&mut limits, mb);
+        // The function's memory replaces linux.resources.memory and .cpu; pids stay.
+        let pids = limits.pids;
+        limits = Limits::for_function_memory(mb);
+        limits.pids = pids;
     }
     if let Some(mb) = function.ephemeral_storage_mb {
         mounts::set_tmp(&mut mounts, mb);
@@ -318,22 +334,32 @@ fn uts_name(
     Ok(Some(name.clone()))
 }
 
-/// Applies `com.runlambda.memory-mb`: the memory limit without swap, and CPU in proportion to
-/// memory as Lambda does (1,769 MiB buys one full CPU). It replaces whatever
-/// `linux.resources.memory` and `.cpu` said; the pids limit stays.
-// Belongs in `cgroup::Limits::for_function_memory` once the cgroup module has it.
-fn set_function_memory(limits: &mut Limits, mb: u32) {
-    const MB_PER_CPU: u64 = 1769;
-    const PERIOD_US: u64 = 100_000;
-    let mb = u64::from(mb);
-    limits.memory_bytes = Some(mb * 1024 * 1024);
-    limits.no_swap = true;
-    limits.cpu = Some(CpuLimits {
-        // cgroup v2's default weight of 100 stands for one CPU's worth.
-        weight: Some((mb * 100 / MB_PER_CPU).clamp(1, 10_000)),
-        quota_us: Some(PERIOD_US * mb / MB_PER_CPU),
-        period_us: Some(PERIOD_US),
-    });
+/// Whether the container is a Lambda environment: the pod's sandbox (pause) container never
+/// is; otherwise `runlambda run` or the `com.runlambda.mode` annotation decides.
+fn lambda_mode(
+    function: &FunctionSettings,
+    annotations: &BTreeMap<String, String>,
+    force_lambda: bool,
+) -> bool {
+    let pod_sandbox = annotations
+        .get("io.kubernetes.cri.container-type")
+        .is_some_and(|t| t == "sandbox");
+    !pod_sandbox && (force_lambda || function.mode == Some(Mode::Lambda))
+}
+
+/// A Lambda environment always has a memory size, a `/tmp`, a timeout and an idle timeout:
+/// what the annotations did not say comes from the runtime config.
+fn apply_lambda_defaults(function: &mut FunctionSettings, config: &RuntimeConfig) {
+    let defaults = &config.defaults;
+    function.mode = Some(Mode::Lambda);
+    function.memory_mb.get_or_insert(defaults.memory_mb);
+    function
+        .ephemeral_storage_mb
+        .get_or_insert(defaults.ephemeral_storage_mb);
+    function.timeout_s.get_or_insert(defaults.timeout_s);
+    function
+        .idle_timeout_s
+        .get_or_insert(defaults.idle_timeout_s);
 }
 
 /// Checks the `process` of an `exec` (a process JSON, or config.json's process with the

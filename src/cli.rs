@@ -58,8 +58,15 @@ pub enum Command {
         /// Accepted for runc compatibility; runlambda creates no session keyring.
         #[arg(long)]
         no_new_keyring: bool,
+        /// Make it a Lambda environment whatever its annotations say (used by `run`).
+        #[arg(long, hide = true)]
+        lambda: bool,
         id: String,
     },
+    /// Serve a Lambda function (a directory or OCI bundle) behind the AWS Invoke API.
+    Run(RunArgs),
+    /// Invoke a function through the AWS Invoke API and print its answer.
+    Invoke(InvokeArgs),
     /// Run the container's process in a created container.
     Start { id: String },
     /// Print the state of a container as JSON.
@@ -191,4 +198,57 @@ pub struct ExecArgs {
         conflicts_with = "process"
     )]
     pub command: Vec<String>,
+}
+
+/// `runlambda run`.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// A function directory with a `bootstrap` at its root, or an OCI bundle.
+    pub function: PathBuf,
+    /// The function's name (default: the directory's name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Function memory in MB (128–10240).
+    #[arg(long)]
+    pub memory: Option<u32>,
+    /// Size of /tmp in MB (512–10240).
+    #[arg(long)]
+    pub ephemeral_storage: Option<u32>,
+    /// Invocation timeout in seconds (1–900).
+    #[arg(long)]
+    pub timeout: Option<u32>,
+    /// Seconds an idle environment lives.
+    #[arg(long)]
+    pub idle_timeout: Option<u32>,
+    /// An environment variable for the function, KEY=VALUE (repeatable).
+    #[arg(long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// A layer directory, mounted at /opt.
+    #[arg(long)]
+    pub layer: Option<PathBuf>,
+    /// Where the Invoke API listens.
+    #[arg(long, default_value = "127.0.0.1:9000")]
+    pub listen: std::net::SocketAddr,
+    /// The most environments (concurrent invocations) at once.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Environments initialised before the first invocation.
+    #[arg(long, default_value_t = 0)]
+    pub provisioned: usize,
+}
+
+/// `runlambda invoke`.
+#[derive(Debug, clap::Args)]
+pub struct InvokeArgs {
+    /// The Invoke API endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:9000")]
+    pub endpoint: String,
+    /// Print the invocation's log (X-Amz-Log-Type: Tail) to standard error.
+    #[arg(long)]
+    pub log_tail: bool,
+    /// The function's name.
+    pub name: String,
+    /// The event (JSON); `-` reads it from standard input.
+    #[arg(default_value = "{}")]
+    pub payload: String,
 }

@@ -49,6 +49,8 @@ pub struct FunctionDefaults {
     pub ephemeral_storage_mb: u32,
     /// Invocation timeout in seconds, 1–900.
     pub timeout_s: u32,
+    /// Seconds an idle Lambda environment lives before its Shutdown, 1–86400.
+    pub idle_timeout_s: u32,
 }
 
 impl Default for RuntimeConfig {
@@ -68,6 +70,7 @@ impl Default for FunctionDefaults {
             memory_mb: 128,
             ephemeral_storage_mb: 512,
             timeout_s: 3,
+            idle_timeout_s: 300,
         }
     }
 }
@@ -184,6 +187,11 @@ impl RuntimeConfig {
                 annotations::EPHEMERAL_STORAGE_MB,
             ),
             ("defaults.timeout_s", d.timeout_s, annotations::TIMEOUT_S),
+            (
+                "defaults.idle_timeout_s",
+                d.idle_timeout_s,
+                annotations::IDLE_TIMEOUT_S,
+            ),
         ] {
             if !bounds.contains(value) {
                 return Err(ConfigError::OutOfRange {
@@ -254,6 +262,7 @@ mod tests {
             memory_mb = 1769
             ephemeral_storage_mb = 10240
             timeout_s = 900
+            idle_timeout_s = 600
             "#,
             Path::new("x"),
         )
@@ -268,6 +277,7 @@ mod tests {
                     memory_mb: 1769,
                     ephemeral_storage_mb: 10240,
                     timeout_s: 900,
+                    idle_timeout_s: 600,
                 },
             }
         );

@@ -16,9 +16,9 @@ use serde::Serialize;
 use crate::cgroup::{Cgroup, CgroupHost};
 use crate::config::RuntimeConfig;
 use crate::sandbox::{self, init};
-use crate::spec::EnvironmentSpec;
+use crate::spec::{EnvironmentSpec, NamespaceKind};
 use crate::state::{self, MemoryLimit, ProcessLiveness, Record, StateDir};
-use crate::{bundle, Error, Result};
+use crate::{bundle, lambda, Error, Result};
 
 /// The runtime-spec version this runtime implements, as `state` reports it.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -95,8 +95,18 @@ impl Runtime {
     }
 
     /// Builds the environment of a new container and leaves its init waiting for `start`.
-    pub fn create(&self, id: &str, bundle_dir: &Path, pid_file: Option<&Path>) -> Result<()> {
-        let spec = bundle::load(bundle_dir, &self.config)?;
+    /// `lambda` makes it a Lambda environment whatever its annotations say (`runlambda run`).
+    pub fn create(
+        &self,
+        id: &str,
+        bundle_dir: &Path,
+        pid_file: Option<&Path>,
+        lambda: bool,
+    ) -> Result<()> {
+        let spec = bundle::load(bundle_dir, &self.config, lambda)?;
+        if spec.is_lambda() && !spec.has(NamespaceKind::Network) {
+            return Err(Error::LambdaNeedsNetwork);
+        }
         let host = self.cgroup_host()?;
         let dir = StateDir::create(&self.root, id)?;
         let built = self.build(&dir, &spec, &host, pid_file);
@@ -141,7 +151,13 @@ impl Runtime {
             path: socket.clone(),
             source,
         })?;
-        let spawned = sandbox::spawn(spec, cgroup, notify)?;
+        // A plain init waits for `start` itself; a Lambda environment's supervisor does.
+        let (init_notify, supervisor_notify) = if spec.is_lambda() {
+            (None, Some(notify))
+        } else {
+            (Some(notify), None)
+        };
+        let spawned = sandbox::spawn(spec, cgroup, init_notify)?;
         let pid_start_time = state::proc_stat(spawned.pid)
             .map(|(_, started)| started)
             .ok_or_else(|| Error::from(sandbox::SandboxError::InitDied))?;
@@ -150,9 +166,10 @@ impl Runtime {
             (Some(_), true) => MemoryLimit::Enforced,
             (Some(_), false) => MemoryLimit::Unenforced,
         };
+        let record_pid = spawned.pid.as_raw();
         dir.save(&Record {
             id: dir.id().to_string(),
-            pid: spawned.pid.as_raw(),
+            pid: record_pid,
             pid_start_time,
             bundle: spec.bundle.clone(),
             rootfs: spec.rootfs.clone(),
@@ -161,8 +178,13 @@ impl Runtime {
             cgroup: cgroup.rel_path().to_path_buf(),
             memory,
         })?;
+        if let Some(notify) = supervisor_notify {
+            let function = lambda::function(spec, memory == MemoryLimit::Enforced);
+            let listeners = lambda::bind_listeners(dir, spec, spawned.pid, notify)?;
+            lambda::start_supervisor(spec, function, cgroup, spawned, listeners)?;
+        }
         if let Some(path) = pid_file {
-            state::write_atomic(path, spawned.pid.to_string().as_bytes(), 0o644).map_err(
+            state::write_atomic(path, record_pid.to_string().as_bytes(), 0o644).map_err(
                 |source| Error::PidFile {
                     path: path.to_path_buf(),
                     source: Box::new(source),
@@ -200,10 +222,13 @@ impl Runtime {
             source,
         })?;
         // The socket's absence is what marks the container as started.
-        std::fs::remove_file(&socket).map_err(|source| Error::NotifySocket {
-            path: socket,
-            source,
-        })
+        match std::fs::remove_file(&socket) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::NotifySocket {
+                path: socket,
+                source: e,
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The state JSON of one container.

@@ -21,6 +21,8 @@ pub enum Error {
     Sandbox(#[from] crate::sandbox::SandboxError),
     #[error(transparent)]
     Signal(#[from] crate::signal::UnknownSignal),
+    #[error(transparent)]
+    Function(#[from] crate::function::FunctionError),
     /// The verb does not apply in the container's status.
     #[error("container {id} is {status}: cannot {verb} it{hint}")]
     WrongState {
@@ -55,6 +57,20 @@ pub enum Error {
         path: PathBuf,
         #[source]
         source: Box<crate::state::StateError>,
+    },
+    #[error("a Lambda environment needs a network namespace (linux.namespaces has none)")]
+    LambdaNeedsNetwork,
+    #[error("cannot start the supervisor of container {id}")]
+    Supervisor {
+        id: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("cannot listen on {what}")]
+    Listen {
+        what: String,
+        #[source]
+        source: io::Error,
     },
     #[error("{flag} is not supported yet")]
     UnsupportedFlag { flag: &'static str },

@@ -7,6 +7,7 @@
 //! and `state` persists what later CLI calls need to find again.
 
 pub mod annotations;
+pub mod api;
 pub mod bundle;
 pub mod cgroup;
 pub mod cli;
@@ -15,13 +16,19 @@ pub mod container;
 pub mod error;
 pub mod exec;
 pub mod features;
+pub mod function;
+pub mod invoke_client;
+pub mod lambda;
+pub mod lifecycle;
 pub mod logging;
 pub mod mountinfo;
+pub mod run;
 pub mod sandbox;
 pub mod signal;
 pub mod spec;
 pub mod state;
 pub mod stats;
+pub mod supervisor;
 pub mod sys;
 pub mod template;
 

@@ -7,7 +7,7 @@ use clap::Parser;
 use runlambda::cli::{Cli, Command, ListFormat, PsFormat};
 use runlambda::container::{Runtime, OCI_VERSION};
 use runlambda::logging::Logger;
-use runlambda::{config, error, signal, stats, Error, Result};
+use runlambda::{config, error, function, invoke_client, run, signal, stats, Error, Result};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -48,7 +48,7 @@ fn run(cli: Cli) -> Result<()> {
         std::env::var_os("RUNLAMBDA_CONFIG").as_deref(),
     )?;
     let runtime = Runtime {
-        root: cli.root.unwrap_or_else(|| config.state_root.clone()),
+        root: cli.root.clone().unwrap_or_else(|| config.state_root.clone()),
         config,
     };
     match command {
@@ -59,6 +59,7 @@ fn run(cli: Cli) -> Result<()> {
             preserve_fds,
             no_pivot: _,
             no_new_keyring: _,
+            lambda,
             id,
         } => {
             if console_socket.is_some() {
@@ -72,9 +73,11 @@ fn run(cli: Cli) -> Result<()> {
                 });
             }
             let bundle = std::path::absolute(&bundle).unwrap_or(bundle);
-            runtime.create(&id, &bundle, pid_file.as_deref())
+            runtime.create(&id, &bundle, pid_file.as_deref(), lambda)
         }
         Command::Start { id } => runtime.start(&id),
+        Command::Run(args) => run_function(runtime, args, cli.config.as_deref()),
+        Command::Invoke(args) => invoke(args),
         Command::State { id } => {
             let report = runtime.state(&id)?;
             println!(
@@ -152,4 +155,75 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Spec { bundle, lambda } => Ok(runlambda::template::write(&bundle, lambda)?),
     }
+}
+
+/// `runlambda run`: prepares the bundle (a function directory becomes one) and serves it.
+fn run_function(
+    runtime: Runtime,
+    args: runlambda::cli::RunArgs,
+    config: Option<&std::path::Path>,
+) -> Result<()> {
+    let code = std::path::absolute(&args.function).unwrap_or(args.function.clone());
+    let name = match args.name {
+        Some(name) => name,
+        None => code
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "function".into()),
+    };
+    let scratch = runtime.root.join(format!("run-{}", std::process::id()));
+    let bundle = if function::is_bundle(&code) {
+        code.clone()
+    } else {
+        let options = function::FunctionOptions {
+            name: name.clone(),
+            memory_mb: args.memory,
+            ephemeral_storage_mb: args.ephemeral_storage,
+            timeout_s: args.timeout,
+            idle_timeout_s: args.idle_timeout,
+            env: args.env,
+            layer: args.layer,
+        };
+        function::write_bundle(&code, &scratch.join("bundle"), &options)?
+    };
+    let mut global_args = vec!["--root".to_string(), runtime.root.display().to_string()];
+    if let Some(config) = config {
+        global_args.extend(["--config".to_string(), config.display().to_string()]);
+    }
+    let options = run::RunOptions {
+        bundle,
+        name,
+        listen: args.listen,
+        concurrency: args.concurrency.max(1),
+        provisioned: args.provisioned,
+        global_args,
+    };
+    let served = run::run(runtime, options);
+    let _ = std::fs::remove_dir_all(&scratch);
+    served
+}
+
+/// `runlambda invoke`: exits 0 when the function answered without error.
+fn invoke(args: runlambda::cli::InvokeArgs) -> Result<()> {
+    let payload = if args.payload == "-" {
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|source| {
+            Error::Listen {
+                what: "standard input".into(),
+                source,
+            }
+        })?;
+        bytes
+    } else {
+        args.payload.into_bytes()
+    };
+    let answer = invoke_client::invoke(&args.endpoint, &args.name, payload, args.log_tail)?;
+    if let Some(log) = &answer.log {
+        eprint!("{log}");
+    }
+    println!("{}", String::from_utf8_lossy(&answer.body));
+    if answer.status >= 300 || answer.function_error.is_some() {
+        std::process::exit(1);
+    }
+    Ok(())
 }

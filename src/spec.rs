@@ -184,6 +184,11 @@ impl EnvironmentSpec {
             .any(|ns| ns.kind == kind && ns.path.is_none())
     }
 
+    /// Whether this is a Lambda execution environment (else a plain, runc-like container).
+    pub fn is_lambda(&self) -> bool {
+        self.function.mode == Some(crate::annotations::Mode::Lambda)
+    }
+
     /// Whether the environment has a namespace of this kind at all (new or joined).
     pub fn has(&self, kind: NamespaceKind) -> bool {
         self.namespaces.iter().any(|ns| ns.kind == kind)

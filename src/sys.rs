@@ -176,3 +176,92 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit is always safe to call; it never returns and touches no Rust state.
     unsafe { libc::_exit(code) }
 }
+
+/// Takes ownership of a file descriptor the kernel installed in this process through
+/// `SCM_RIGHTS`.
+pub fn own_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: recvmsg just installed `fd` in our table for this message alone; nothing else
+    // holds or will close it.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// `fork()` for a process known to be single-threaded (the Lambda init), where the child may
+/// run ordinary code until it execs.
+pub fn fork_single_threaded() -> nix::Result<nix::unistd::ForkResult> {
+    // SAFETY: the caller is single-threaded, so no other thread can hold a lock (allocator,
+    // stdio) at the moment of the fork and the child's copy of memory is consistent.
+    unsafe { nix::unistd::fork() }
+}
+
+/// Types that own their file descriptor outright: it stays open, and the same, while they live.
+pub trait OwnsFd: AsRawFd {}
+
+impl OwnsFd for OwnedFd {}
+
+/// Registers an owned fd with the tokio reactor.
+pub fn async_fd<T: OwnsFd>(inner: T) -> io::Result<tokio::io::unix::AsyncFd<T>> {
+    // SAFETY: `T: OwnsFd` owns its descriptor, so the fd is open and refers to the same file
+    // for as long as the AsyncFd holds `inner`, which is what tokio requires.
+    Ok(unsafe { tokio::io::unix::AsyncFd::register(inner) }?)
+}
+
+/// Sets the `MS_RDONLY`, `MS_NOSUID`, `MS_NODEV`, `MS_NOEXEC` and atime flags of the mount at
+/// `fd` (and, with `recursive`, of every mount below it) with `mount_setattr(2)`: it acts on
+/// the mount the fd refers to, so no path is looked up again after the bind.
+pub fn set_mount_flags(fd: BorrowedFd<'_>, flags: u64, recursive: bool) -> io::Result<()> {
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const RDONLY: u64 = 0x1;
+    const NOSUID: u64 = 0x2;
+    const NODEV: u64 = 0x4;
+    const NOEXEC: u64 = 0x8;
+    const NOATIME: u64 = 0x10;
+    const STRICTATIME: u64 = 0x20;
+    const ATIME_MASK: u64 = 0x70;
+    const NODIRATIME: u64 = 0x80;
+    let mut attr = MountAttr {
+        attr_set: 0,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    for (ms, mount_attr) in [
+        (libc::MS_RDONLY, RDONLY),
+        (libc::MS_NOSUID, NOSUID),
+        (libc::MS_NODEV, NODEV),
+        (libc::MS_NOEXEC, NOEXEC),
+        (libc::MS_NODIRATIME, NODIRATIME),
+    ] {
+        if flags & ms != 0 {
+            attr.attr_set |= mount_attr;
+        }
+    }
+    for (ms, atime) in [(libc::MS_NOATIME, NOATIME), (libc::MS_STRICTATIME, STRICTATIME)] {
+        if flags & ms != 0 {
+            attr.attr_set |= atime;
+            attr.attr_clr |= ATIME_MASK;
+        }
+    }
+    let at_flags = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
+    // SAFETY: `attr` is a valid mount_attr of the size passed and outlives the call; the empty
+    // path with AT_EMPTY_PATH makes the kernel act on `fd`, which is borrowed for the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            at_flags,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}

@@ -331,7 +331,7 @@ fn load_changed(dir: &Path, change: impl FnOnce(&mut Value)) -> Result<(), Strin
     change(&mut cfg);
     fs::create_dir_all(dir.join("rootfs")).unwrap();
     fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
-    runlambda::bundle::load(dir, &runlambda::config::RuntimeConfig::default())
+    runlambda::bundle::load(dir, &runlambda::config::RuntimeConfig::default(), false)
         .map(drop)
         .map_err(|e| runlambda::error::chain(&e))
 }
@@ -455,8 +455,9 @@ fn spec_lambda_adds_the_function_annotations() {
             "com.runlambda.timeout-s": "3"
         })
     );
-    let spec = runlambda::bundle::load(&bundle, &runlambda::config::RuntimeConfig::default())
-        .unwrap_or_else(|e| panic!("{}", runlambda::error::chain(&e)));
+    let spec =
+        runlambda::bundle::load(&bundle, &runlambda::config::RuntimeConfig::default(), false)
+            .unwrap_or_else(|e| panic!("{}", runlambda::error::chain(&e)));
     assert_eq!(spec.function.memory_mb, Some(128));
     assert_eq!(spec.function.ephemeral_storage_mb, Some(512));
     assert_eq!(spec.function.timeout_s, Some(3));

@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use super::*;
 use crate::annotations::FunctionSettings;
+use crate::cgroup::CpuLimits;
 use crate::spec::{
     Capabilities, IdMapping, MountKind, MountSpec, NamespaceSpec, ProcessSpec, Rlimit,
 };
@@ -80,7 +81,7 @@ impl Bundle {
     }
 
     fn load(&self) -> Result<EnvironmentSpec, BundleError> {
-        load(self.path(), &RuntimeConfig::default())
+        load(self.path(), &RuntimeConfig::default(), false)
     }
 }
 
@@ -307,7 +308,7 @@ fn relative_bundle_dir_becomes_absolute() {
     let relative: PathBuf = std::iter::repeat_n("..", cwd.components().count())
         .collect::<PathBuf>()
         .join(bundle.path().strip_prefix("/").unwrap());
-    let got = load(&relative, &RuntimeConfig::default()).unwrap();
+    let got = load(&relative, &RuntimeConfig::default(), false).unwrap();
     assert!(got.bundle.is_absolute());
     assert_eq!(
         got.rootfs,
@@ -828,7 +829,7 @@ fn missing_or_bad_rootfs() {
 #[test]
 fn missing_config_names_the_file() {
     let dir = tempfile::tempdir().unwrap();
-    let err = load(dir.path(), &RuntimeConfig::default()).unwrap_err();
+    let err = load(dir.path(), &RuntimeConfig::default(), false).unwrap_err();
     assert!(
         matches!(&err, BundleError::Load { path, .. } if *path == dir.path().join("config.json"))
     );

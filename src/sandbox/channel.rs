@@ -5,24 +5,50 @@
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use std::io::{IoSlice, IoSliceMut};
+use std::os::fd::RawFd;
+
+use nix::sys::socket::{
+    recv, recvmsg, send, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned,
+    MsgFlags, SockFlag, SockType,
+};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// What the init tells `create`.
+/// What the init tells `create`, and in a Lambda environment then the supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromInit {
-    /// The environment is built; the init waits for `start`.
+    /// The environment is built; the init waits for `start` (plain) or commands (Lambda).
     Ready,
     /// A step failed; the init exits after sending this.
     Failed { step: String, reason: String },
+    /// A process asked for with [`ToInit::Spawn`] runs, with this pid in the environment.
+    Spawned { pid: i32 },
+    /// A [`ToInit::Spawn`] could not even fork.
+    SpawnFailed { reason: String },
+    /// A child of the init ended: its exit code, or 128 + the signal that killed it.
+    Exited { pid: i32, code: i32 },
+    /// Every process but the init is gone, after [`ToInit::KillAll`].
+    Emptied,
+    /// The init received this termination signal (from `runlambda kill`).
+    Signaled { signal: i32 },
 }
 
-/// What `create` tells the init.
+/// What `create` (then, in a Lambda environment, the supervisor) tells the init.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToInit {
     /// Id maps are written and the v1 cgroups joined: go on building the environment.
     Proceed,
+    /// Start a process; its stdout and stderr arrive as two fds with the message.
+    Spawn {
+        args: Vec<String>,
+        env: Vec<String>,
+        cwd: std::path::PathBuf,
+    },
+    /// Kill every process of the environment but the init, keeping namespaces and `/tmp`.
+    KillAll,
+    /// Kill everything and exit with this code: the environment ends.
+    Exit { code: i32 },
 }
 
 /// One end of the socketpair.
@@ -49,6 +75,57 @@ impl Channel {
         Ok(())
     }
 
+    /// Sends a message with file descriptors attached (`SCM_RIGHTS`).
+    pub fn send_with_fds<T: Serialize>(&self, message: &T, fds: &[RawFd]) -> io::Result<()> {
+        let bytes = serde_json::to_vec(message).map_err(io::Error::other)?;
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &[IoSlice::new(&bytes)],
+            &cmsg,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )?;
+        Ok(())
+    }
+
+    /// The next message and the fds that came with it; `None` at end-of-file.
+    pub fn recv_with_fds<T: DeserializeOwned>(&self) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut space = nix::cmsg_space!([RawFd; 4]);
+        let (n, fds) = loop {
+            let mut iov = [IoSliceMut::new(&mut buf)];
+            match recvmsg::<()>(
+                self.0.as_raw_fd(),
+                &mut iov,
+                Some(&mut space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            ) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+                Ok(msg) => {
+                    let mut fds = Vec::new();
+                    for cmsg in msg.cmsgs()? {
+                        if let ControlMessageOwned::ScmRights(received) = cmsg {
+                            fds.extend(received.into_iter().map(owned_fd));
+                        }
+                    }
+                    break (msg.bytes, fds);
+                }
+            }
+        };
+        if n == 0 {
+            return Ok(None);
+        }
+        let message = serde_json::from_slice(&buf[..n]).map_err(io::Error::other)?;
+        Ok(Some((message, fds)))
+    }
+
+    /// The socket, for polling it.
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        std::os::fd::AsFd::as_fd(&self.0)
+    }
+
     /// The next message, or `None` when the other end is closed (the init died).
     pub fn recv<T: DeserializeOwned>(&self) -> io::Result<Option<T>> {
         let mut buf = vec![0u8; MAX_MESSAGE];
@@ -66,3 +143,16 @@ impl Channel {
             .map_err(io::Error::other)
     }
 }
+
+/// Takes ownership of an fd that `SCM_RIGHTS` just delivered.
+fn owned_fd(fd: RawFd) -> OwnedFd {
+    crate::sys::own_received_fd(fd)
+}
+
+impl AsRawFd for Channel {
+    fn as_raw_fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
+impl crate::sys::OwnsFd for Channel {}

@@ -41,7 +41,7 @@ impl<T, E: std::fmt::Display> Step<T> for Result<T, E> {
 pub fn run(
     spec: &EnvironmentSpec,
     channel: Channel,
-    notify: UnixListener,
+    notify: Option<UnixListener>,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
 ) -> ! {
     let executable = match build(spec, &channel, namespaces) {
@@ -57,6 +57,10 @@ pub fn run(
     if channel.send(&FromInit::Ready).is_err() {
         crate::sys::exit_now(1);
     }
+    let Some(notify) = notify else {
+        // A Lambda environment: the init stays pid 1 and serves the supervisor.
+        super::lambda_init::serve(channel, &spec.process);
+    };
     drop(channel);
     if wait_for_start(&notify).is_err() {
         // `delete` removed the socket or the state went away: nothing to start.
@@ -79,10 +83,10 @@ fn build(
     nix::sys::prctl::set_dumpable(false).step("making the init non-dumpable")?;
     match channel.recv::<ToInit>().step("waiting for the runtime")? {
         Some(ToInit::Proceed) => {}
-        None => {
+        other => {
             return Err(Failure {
                 step: "waiting for the runtime",
-                reason: "the runtime went away".into(),
+                reason: format!("expected Proceed, got {other:?}"),
             })
         }
     }

@@ -3,9 +3,10 @@
 //! init itself (`init`), which prepares the mounts (`mounts`, `rootfs`) and the process
 //! (`process`).
 
-mod channel;
+pub mod channel;
 pub mod exec;
 pub mod init;
+mod lambda_init;
 pub mod mounts;
 pub mod process;
 pub mod rootfs;
@@ -62,18 +63,23 @@ pub enum SandboxError {
 pub struct Spawned {
     pub pid: Pid,
     pub pidfd: OwnedFd,
+    /// Our end of the socketpair: a Lambda environment's supervisor keeps talking on it.
+    pub channel: Channel,
 }
 
 /// Clones the init with `CLONE_PARENT` — so it is a child of our caller, which reaps it as it
 /// would runc's — into the spec's namespaces and the cgroup leaf, and waits until the
 /// environment is ready for `start` (or the init reports why it is not).
 ///
+/// A plain container's init waits on `notify` for `start`; without one (a Lambda environment)
+/// it serves the returned channel instead.
+///
 /// Must be called while the process is single-threaded (see [`crate::sys::clone3`]). On error
 /// the init may still exist: the caller kills the cgroup.
 pub fn spawn(
     spec: &EnvironmentSpec,
     cgroup: &Cgroup,
-    notify: UnixListener,
+    notify: Option<UnixListener>,
 ) -> Result<Spawned, SandboxError> {
     let mut joined = Vec::new();
     for ns in &spec.namespaces {
@@ -114,7 +120,11 @@ pub fn spawn(
         Forked::Parent { pid, pidfd } => {
             drop((init_end, notify, joined));
             prepare_init(spec, cgroup, pid, &parent_end)?;
-            Ok(Spawned { pid, pidfd })
+            Ok(Spawned {
+                pid,
+                pidfd,
+                channel: parent_end,
+            })
         }
     }
 }
@@ -141,6 +151,9 @@ fn prepare_init(
     {
         Some(FromInit::Ready) => Ok(()),
         Some(FromInit::Failed { step, reason }) => Err(SandboxError::Init { step, reason }),
+        Some(other) => Err(SandboxError::Handshake(std::io::Error::other(format!(
+            "unexpected {other:?} during setup"
+        )))),
         None => Err(SandboxError::InitDied),
     }
 }

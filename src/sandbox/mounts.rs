@@ -114,16 +114,11 @@ fn apply_mount(root: BorrowedFd<'_>, spec: &MountSpec) -> nix::Result<()> {
                 bind,
                 None::<&str>,
             )?;
-            // A bind mount ignores other flags: they take a remount of the new mount point.
+            // A bind mount ignores other flags: they are set on the new mount afterwards.
             if !flags.is_empty() {
-                let target = fd_path(&open_in_root(root, &spec.destination, kind)?);
-                mount(
-                    None::<&str>,
-                    &target,
-                    None::<&str>,
-                    flags | MsFlags::MS_BIND | MsFlags::MS_REMOUNT,
-                    None::<&str>,
-                )?;
+                let mounted = open_in_root(root, &spec.destination, kind)?;
+                crate::sys::set_mount_flags(mounted.as_fd(), flags.bits(), recursive)
+                    .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EINVAL)))?;
             }
         }
         other => {

@@ -2,7 +2,7 @@
 //! rlimits, user and groups, capabilities, no_new_privs, umask, working directory, and the
 //! lookup of `args[0]` in the container's `PATH`.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -135,14 +135,20 @@ pub fn finish(process: &ProcessSpec) -> Result<(), String> {
 
 /// Replaces the init with the container's process; returns only on failure.
 pub fn exec(path: &Path, process: &ProcessSpec) -> String {
+    match CString::new(path.as_os_str().as_bytes()) {
+        Ok(path) => exec_path(&path, process),
+        Err(_) => format!("{} contains a NUL byte", path.display()),
+    }
+}
+
+/// [`exec`] with the path already a C string (what a forked child can use without allocating
+/// the path again).
+pub fn exec_path(path: &CStr, process: &ProcessSpec) -> String {
     let to_c = |s: &str| CString::new(s).unwrap_or_default();
-    let Ok(path_c) = CString::new(path.as_os_str().as_bytes()) else {
-        return format!("{} contains a NUL byte", path.display());
-    };
     let args: Vec<CString> = process.args.iter().map(|a| to_c(a)).collect();
     let env: Vec<CString> = process.env.iter().map(|e| to_c(e)).collect();
-    match nix::unistd::execve(&path_c, &args, &env) {
-        Err(e) => format!("exec {}: {e}", path.display()),
+    match nix::unistd::execve(path, &args, &env) {
+        Err(e) => format!("exec {}: {e}", path.to_string_lossy()),
         Ok(never) => match never {},
     }
 }

@@ -24,7 +24,6 @@
 #                                 the controllers above but memory, and a v1
 #                                 memory hierarchy at .../memory
 #   RUNLAMBDA_UML_RW=/a:/b        host dirs mounted read-write at their path
-#   RUNLAMBDA_UML_MODULES="overlay veth"   guest kernel modules to load
 #   RUNLAMBDA_UML_VERBOSE=1       also print the guest's console messages
 #
 # Needs root and Debian's user-mode-linux package; installs nothing.
@@ -34,7 +33,7 @@ UML=/usr/bin/linux.uml
 HERE=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 
 if [ "${1:-}" = -- ]; then shift; fi
-if [ $# -eq 0 ]; then sed -n '2,30p' "$0" >&2; exit 2; fi
+if [ $# -eq 0 ]; then sed -n '2,29p' "$0" >&2; exit 2; fi
 if [ ! -x "$UML" ]; then
     echo "guest.sh: $UML not found: install the Debian package user-mode-linux" >&2
     exit 125

@@ -8,7 +8,9 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # UML exits when the guest powers off; init must not exit first (panic).
 power_off() { sync; echo o > /proc/sysrq-trigger; sleep 60; }
 # A setup failure leaves no exit code: guest.sh then shows the console tail.
-trap 'echo "init.sh: failed: $BASH_COMMAND"; power_off' ERR
+fail() { echo "init.sh: $*"; power_off; }
+trap 'fail "failed: $BASH_COMMAND"' ERR
+[ -n "${runlambda_run:-}" ] || fail "no runlambda_run= on the kernel command line"
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -58,15 +60,22 @@ fi
 echo uml-guest > /proc/sys/kernel/hostname
 if command -v ip > /dev/null; then ip link set lo up; fi
 mapfile -d '' -t cmd < "$RUN/cmd"
-cd "$(cat "$RUN/cwd")"
+cwd=$(cat "$RUN/cwd")
+cd "$cwd" || fail "the working directory $cwd is not visible in the guest"
 token=$(cat "$RUN/token")
 trap - ERR
 
 echo "$token begin"
-# Through a pipe rather than straight to the console, CMD's output is not a
-# tty, as under a test harness on the host (no colours, no tty line endings).
-"${cmd[@]}" < /dev/null 2>&1 | cat
-rc=${PIPESTATUS[0]}
+# CMD writes to a file, not to the console: it sees no tty, as under a test
+# harness on the host (no colours). tail copies the file to the console until
+# CMD exits, even if CMD leaves a daemon holding its stdout open.
+# The file must exist before tail starts, or tail gives up at once.
+out=/run/uml-guest-output
+: > "$out"
+"${cmd[@]}" < /dev/null >> "$out" 2>&1 &
+pid=$!
+tail -n +1 -s 0.1 --pid="$pid" -f "$out"
+wait "$pid" && rc=0 || rc=$?
 echo "$token end"
 echo "$rc" > "$RUN/rc"
 power_off

@@ -1,0 +1,129 @@
+//! What `create` does beyond a plain container for a Lambda environment: the function's
+//! identity from its settings, the supervisor's sockets (bound before it forks, so nothing
+//! that connects early is refused), and the fork of the supervisor itself.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::net::UnixListener;
+use std::time::Duration;
+
+use nix::sched::{setns, CloneFlags};
+use nix::unistd::{ForkResult, Pid};
+
+use crate::cgroup::Cgroup;
+use crate::sandbox::Spawned;
+use crate::spec::EnvironmentSpec;
+use crate::state::StateDir;
+use crate::supervisor::serve::{self, Listeners};
+use crate::supervisor::Function;
+use crate::{Error, Result};
+
+/// The port of the Runtime API inside every environment.
+const RUNTIME_API_PORT: u16 = 9001;
+
+/// The function as the runtime and the caller see it.
+pub fn function(spec: &EnvironmentSpec, memory_enforced: bool) -> Function {
+    let settings = &spec.function;
+    let region = spec
+        .process
+        .env
+        .iter()
+        .find_map(|e| e.strip_prefix("AWS_REGION="))
+        .unwrap_or("us-east-1");
+    Function {
+        name: settings
+            .function_name
+            .clone()
+            .unwrap_or_else(|| "function".into()),
+        memory_mb: settings.memory_mb.unwrap_or(128),
+        timeout: Duration::from_secs(settings.timeout_s.unwrap_or(3).into()),
+        idle_timeout: Duration::from_secs(settings.idle_timeout_s.unwrap_or(300).into()),
+        region: region.to_string(),
+        memory_enforced,
+    }
+}
+
+/// Binds the Invoke API socket in the state directory and the TCP listeners inside the
+/// environment's network namespace.
+pub fn bind_listeners(
+    dir: &StateDir,
+    spec: &EnvironmentSpec,
+    init: Pid,
+    notify: UnixListener,
+) -> Result<Listeners> {
+    let path = serve::invoke_socket(dir.path());
+    let invoke = UnixListener::bind(&path).map_err(|source| Error::Listen {
+        what: path.display().to_string(),
+        source,
+    })?;
+    let runtime = bind_in_netns(init, SocketAddr::from((Ipv4Addr::LOCALHOST, RUNTIME_API_PORT)))?;
+    let invoke_tcp = spec
+        .function
+        .invoke_port
+        .map(|port| bind_in_netns(init, SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))))
+        .transpose()?;
+    Ok(Listeners {
+        notify,
+        invoke,
+        runtime,
+        invoke_tcp,
+    })
+}
+
+/// Binds a TCP listener inside the network namespace of `init`: a short-lived thread joins
+/// the namespace (setns changes only the calling thread) and the socket stays in it.
+fn bind_in_netns(init: Pid, addr: SocketAddr) -> Result<TcpListener> {
+    let what = format!("{addr} in the environment's network namespace");
+    let listen_err = |source| Error::Listen {
+        what: what.clone(),
+        source,
+    };
+    let netns = File::open(format!("/proc/{init}/ns/net")).map_err(listen_err)?;
+    let bound = std::thread::scope(|scope| {
+        scope
+            .spawn(|| -> std::io::Result<TcpListener> {
+                setns(&netns, CloneFlags::CLONE_NEWNET)?;
+                let listener = TcpListener::bind(addr)?;
+                listener.set_nonblocking(true)?;
+                Ok(listener)
+            })
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the binding thread panicked")))
+    });
+    bound.map_err(listen_err)
+}
+
+/// Forks the supervisor: the child serves the environment for its whole life, the parent
+/// (`create`) returns. Called single-threaded (the binding threads have ended).
+pub fn start_supervisor(
+    spec: &EnvironmentSpec,
+    function: Function,
+    cgroup: &Cgroup,
+    spawned: Spawned,
+    listeners: Listeners,
+) -> Result<()> {
+    let id = spec.bundle.display().to_string();
+    match crate::sys::fork_single_threaded() {
+        Err(e) => Err(Error::Supervisor {
+            id,
+            source: e.into(),
+        }),
+        Ok(ForkResult::Parent { .. }) => Ok(()),
+        Ok(ForkResult::Child) => {
+            // Out of the caller's session, so a terminal's Ctrl-C reaches `run`, which shuts
+            // environments down in order, and not the supervisors directly.
+            let _ = nix::unistd::setsid();
+            if let Ok(null) = File::open("/dev/null") {
+                let _ = nix::unistd::dup2_stdin(null);
+            }
+            serve::serve(
+                spec.clone(),
+                function,
+                cgroup.clone(),
+                spawned.channel,
+                spawned.pidfd,
+                listeners,
+            )
+        }
+    }
+}

@@ -1,0 +1,373 @@
+//! `runlambda run`: serves the AWS Invoke API on a loopback address in front of a pool of Lambda
+//! environments of one function. Each invocation goes to an idle environment; a new one is
+//! created while fewer than `--concurrency` exist; past that a synchronous caller gets 429 and
+//! an `Event` waits for a free environment (it is never lost). Ctrl-C runs every environment's
+//! Shutdown and exits 0.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use tokio::sync::Notify;
+
+use crate::api::{invoke, wire};
+use crate::container::Runtime;
+use crate::supervisor::serve::invoke_socket;
+use crate::{Error, Result};
+
+/// How `run` was asked to serve.
+pub struct RunOptions {
+    pub bundle: PathBuf,
+    pub name: String,
+    pub listen: std::net::SocketAddr,
+    pub concurrency: usize,
+    pub provisioned: usize,
+    /// The global flags to hand to `runlambda create`.
+    pub global_args: Vec<String>,
+}
+
+/// One environment of the pool.
+struct Environment {
+    id: String,
+    init: Pid,
+    busy: bool,
+    connection: Option<SendRequest<Full<Bytes>>>,
+}
+
+/// The environments behind the endpoint.
+struct Pool {
+    runtime: Runtime,
+    options: RunOptions,
+    environments: Vec<Environment>,
+    creating: usize,
+    next_id: usize,
+    freed: Rc<Notify>,
+}
+
+type Shared = Rc<RefCell<Pool>>;
+
+/// Serves until Ctrl-C or SIGTERM, then shuts every environment down.
+pub fn run(runtime: Runtime, options: RunOptions) -> Result<()> {
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| Error::Listen {
+            what: "the event loop".into(),
+            source,
+        })?;
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&tokio, serve(runtime, options))
+}
+
+async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
+    let listener = tokio::net::TcpListener::bind(options.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            what: options.listen.to_string(),
+            source,
+        })?;
+    let address = listener.local_addr().map_err(|source| Error::Listen {
+        what: options.listen.to_string(),
+        source,
+    })?;
+    let name = options.name.clone();
+    let provisioned = options.provisioned;
+    let pool: Shared = Rc::new(RefCell::new(Pool {
+        runtime,
+        options,
+        environments: Vec::new(),
+        creating: 0,
+        next_id: 0,
+        freed: Rc::new(Notify::new()),
+    }));
+    for _ in 0..provisioned {
+        let id = new_environment(&pool).await?;
+        release(&pool, &id, None);
+    }
+    println!("listening on http://{address}");
+    println!(
+        "invoke with: curl -s -X POST http://{address}/2015-03-31/functions/{name}/invocations -d '{{}}'"
+    );
+    let handler_pool = pool.clone();
+    let server = crate::api::serve_tcp(listener, move |request| {
+        handle(request, handler_pool.clone())
+    });
+    let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
+    let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut children = signal(tokio::signal::unix::SignalKind::child())?;
+    tokio::pin!(server);
+    loop {
+        tokio::select! {
+            _ = &mut server => break,
+            _ = interrupt.recv() => break,
+            _ = terminate.recv() => break,
+            _ = children.recv() => reap_exited(&pool),
+        }
+    }
+    shutdown(&pool);
+    Ok(())
+}
+
+fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
+    tokio::signal::unix::signal(kind).map_err(|source| Error::Listen {
+        what: "signals".into(),
+        source,
+    })
+}
+
+async fn handle(request: Request<Incoming>, pool: Shared) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let body = match http_body_util::Limited::new(body, wire::MAX_SYNC_PAYLOAD + 1)
+        .collect()
+        .await
+    {
+        Ok(collected) => collected.to_bytes(),
+        Err(_) => {
+            return wire::service_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+                format!(
+                    "Request must be smaller than {} bytes for the InvokeFunction operation",
+                    wire::MAX_SYNC_PAYLOAD
+                ),
+            )
+        }
+    };
+    let asynchronous = parts
+        .headers
+        .get(wire::INVOCATION_TYPE)
+        .is_some_and(|t| t == "Event");
+    if asynchronous {
+        // Check it the way the environment will, so a bad Event is refused now, not lost later.
+        let name = pool.borrow().options.name.clone();
+        let arn = format!("arn:aws:lambda:us-east-1:012345678912:function:{name}");
+        if let Err(r) = invoke::check_function(parts.uri.path(), &name, &arn)
+            .and_then(|()| invoke::parse_headers(&parts.headers).map(drop))
+            .and_then(|()| invoke::check_payload(&body))
+        {
+            return wire::service_error(r.status, r.error_type, r.message);
+        }
+        if body.len() > wire::MAX_ASYNC_PAYLOAD {
+            return wire::service_error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "RequestEntityTooLargeException",
+                format!(
+                    "Request must be smaller than {} bytes for the InvokeFunction operation",
+                    wire::MAX_ASYNC_PAYLOAD
+                ),
+            );
+        }
+        tokio::task::spawn_local(deliver_event(parts, body, pool));
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = StatusCode::ACCEPTED;
+        return response;
+    }
+    let Some(id) = acquire(&pool).await else {
+        let r = invoke::too_many_requests();
+        return wire::service_error(r.status, r.error_type, r.message);
+    };
+    forward(&pool, &id, parts, body).await
+}
+
+/// An `Event` invocation waits for an environment as long as it takes.
+async fn deliver_event(parts: hyper::http::request::Parts, body: Bytes, pool: Shared) {
+    let mut parts = parts;
+    parts.headers.remove(wire::INVOCATION_TYPE);
+    loop {
+        if let Some(id) = acquire(&pool).await {
+            let response = forward(&pool, &id, parts, body).await;
+            if response.status() != StatusCode::OK {
+                eprintln!("runlambda: an Event invocation failed: {}", response.status());
+            }
+            return;
+        }
+        let freed = pool.borrow().freed.clone();
+        freed.notified().await;
+    }
+}
+
+/// An idle environment, or a new one while the pool is below its size; `None` when full.
+async fn acquire(pool: &Shared) -> Option<String> {
+    {
+        let mut p = pool.borrow_mut();
+        if let Some(env) = p.environments.iter_mut().find(|e| !e.busy) {
+            env.busy = true;
+            return Some(env.id.clone());
+        }
+        if p.environments.len() + p.creating >= p.options.concurrency {
+            return None;
+        }
+    }
+    match new_environment(pool).await {
+        Ok(id) => Some(id),
+        Err(e) => {
+            eprintln!("runlambda: cannot create an environment: {}", crate::error::chain(&e));
+            None
+        }
+    }
+}
+
+/// Creates and starts an environment (busy, for the caller who asked for it).
+async fn new_environment(pool: &Shared) -> Result<String> {
+    let (id, args) = {
+        let mut p = pool.borrow_mut();
+        p.creating += 1;
+        p.next_id += 1;
+        let id = format!("{}-{}-{}", p.options.name, std::process::id(), p.next_id);
+        let mut args = p.options.global_args.clone();
+        args.extend(["create".into(), "--lambda".into(), "--bundle".into()]);
+        args.push(p.options.bundle.display().to_string());
+        args.extend(["--pid-file".into(), pid_file(&p.runtime.root, &id).display().to_string()]);
+        args.push(id.clone());
+        (id, args)
+    };
+    let created = create(&args, &id, pool).await;
+    let mut p = pool.borrow_mut();
+    p.creating -= 1;
+    let init = created?;
+    p.environments.push(Environment {
+        id: id.clone(),
+        init,
+        busy: true,
+        connection: None,
+    });
+    Ok(id)
+}
+
+async fn create(args: &[String], id: &str, pool: &Shared) -> Result<Pid> {
+    let exe = std::env::current_exe().map_err(|source| Error::Listen {
+        what: "the runlambda binary".into(),
+        source,
+    })?;
+    // A child process, so that the init (cloned with CLONE_PARENT) is our child to reap.
+    let status = tokio::process::Command::new(exe)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .status()
+        .await
+        .map_err(|source| Error::Supervisor {
+            id: id.to_string(),
+            source,
+        })?;
+    let root = pool.borrow().runtime.root.clone();
+    if !status.success() {
+        return Err(Error::Supervisor {
+            id: id.to_string(),
+            source: std::io::Error::other(format!("runlambda create exited with {status}")),
+        });
+    }
+    let pid_text = std::fs::read_to_string(pid_file(&root, id)).unwrap_or_default();
+    pool.borrow().runtime.start(id)?;
+    let pid = pid_text.trim().parse().unwrap_or(0);
+    Ok(Pid::from_raw(pid))
+}
+
+fn pid_file(root: &Path, id: &str) -> PathBuf {
+    root.join(format!("{id}.pid"))
+}
+
+/// Sends the invocation to environment `id` and relays its answer.
+async fn forward(
+    pool: &Shared,
+    id: &str,
+    parts: hyper::http::request::Parts,
+    body: Bytes,
+) -> Response<Full<Bytes>> {
+    let connection = pool
+        .borrow_mut()
+        .environments
+        .iter_mut()
+        .find(|e| e.id == id)
+        .and_then(|e| e.connection.take());
+    let root = pool.borrow().runtime.root.clone();
+    let mut sender = match connection {
+        Some(sender) if !sender.is_closed() => sender,
+        _ => match connect(&root, id).await {
+            Ok(sender) => sender,
+            Err(_) => {
+                release(pool, id, None);
+                return wire::service_error(
+                    StatusCode::BAD_GATEWAY,
+                    "ResourceNotReadyException",
+                    "the function's environment is gone",
+                );
+            }
+        },
+    };
+    let request = Request::from_parts(parts, Full::new(body));
+    let response = match sender.send_request(request).await {
+        Ok(response) => response,
+        Err(e) => {
+            release(pool, id, None);
+            return wire::service_error(
+                StatusCode::BAD_GATEWAY,
+                "ServiceException",
+                format!("the function's environment did not answer: {e}"),
+            );
+        }
+    };
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    release(pool, id, Some(sender));
+    Response::from_parts(parts, Full::new(body))
+}
+
+async fn connect(root: &Path, id: &str) -> std::io::Result<SendRequest<Full<Bytes>>> {
+    let stream = tokio::net::UnixStream::connect(invoke_socket(&root.join(id))).await?;
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(std::io::Error::other)?;
+    tokio::task::spawn_local(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Marks `id` idle again (keeping its connection) and wakes a waiting Event.
+fn release(pool: &Shared, id: &str, connection: Option<SendRequest<Full<Bytes>>>) {
+    let p = &mut *pool.borrow_mut();
+    if let Some(env) = p.environments.iter_mut().find(|e| e.id == id) {
+        env.busy = false;
+        env.connection = connection;
+    }
+    p.freed.notify_one();
+}
+
+/// Reaps environments whose init exited (idle timeout, or killed) and deletes them.
+fn reap_exited(pool: &Shared) {
+    let p = &mut *pool.borrow_mut();
+    let runtime = &p.runtime;
+    p.environments.retain(|env| {
+        match waitpid(env.init, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::StillAlive) => true,
+            _ => {
+                let _ = runtime.delete(&env.id, true);
+                let _ = std::fs::remove_file(pid_file(&runtime.root, &env.id));
+                false
+            }
+        }
+    });
+}
+
+/// Shutdown for every environment: SIGTERM to each init (the supervisor runs the Shutdown
+/// phase and the init exits), wait for them, then delete them.
+fn shutdown(pool: &Shared) {
+    let p = &mut *pool.borrow_mut();
+    for env in &p.environments {
+        let _ = p.runtime.kill(&env.id, Signal::SIGTERM, false);
+    }
+    for env in p.environments.drain(..) {
+        let _ = waitpid(env.init, None);
+        let _ = p.runtime.delete(&env.id, true);
+        let _ = std::fs::remove_file(pid_file(&p.runtime.root, &env.id));
+    }
+}
