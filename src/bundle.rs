@@ -362,5 +362,23 @@ fn apply_lambda_defaults(function: &mut FunctionSettings, config: &RuntimeConfig
         .get_or_insert(defaults.idle_timeout_s);
 }
 
+/// Checks the `process` of an `exec` (a process JSON, or config.json's process with the
+/// command line's changes) exactly as [`load`] checks config.json's; `path` is where it came
+/// from.
+pub fn check_process(
+    process: &oci_spec::runtime::Process,
+    path: &Path,
+) -> Result<crate::spec::ProcessSpec, BundleError> {
+    process::convert(process).map_err(|source| BundleError::Invalid {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// The mount option words [`load`] accepts (filesystem data such as `mode=755` aside).
+pub fn mount_options() -> impl Iterator<Item = &'static str> {
+    mounts::supported_options()
+}
+
 #[cfg(test)]
 mod tests;

@@ -99,6 +99,38 @@ pub enum Command {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Run a new process inside a created or running container.
+    ///
+    /// The process joins every namespace and the cgroup of the container's init. A paused
+    /// container is refused rather than thawed for the duration: resume it first.
+    Exec(ExecArgs),
+    /// List the host pids of the processes in a container's cgroup.
+    Ps {
+        #[arg(short, long, value_enum, default_value_t = PsFormat::Table)]
+        format: PsFormat,
+        id: String,
+    },
+    /// Print a container's resource usage (cpu, memory, pids) as JSON, every --interval.
+    Events {
+        /// Print the usage once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Time between two reports, such as 5s or 500ms.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        interval: std::time::Duration,
+        id: String,
+    },
+    /// Print what this runtime supports, as runtime-spec features JSON.
+    Features,
+    /// Write a template config.json into the bundle directory.
+    Spec {
+        /// The bundle directory.
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+        /// Make the template a Lambda function (com.runlambda.* annotations).
+        #[arg(long)]
+        lambda: bool,
+    },
 }
 
 /// Output formats of `list`.
@@ -106,6 +138,66 @@ pub enum Command {
 pub enum ListFormat {
     Table,
     Json,
+}
+
+/// Output formats of `ps`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PsFormat {
+    Table,
+    Json,
+}
+
+/// The flags of `exec`, runc's names and meanings.
+#[derive(Debug, clap::Args)]
+pub struct ExecArgs {
+    /// An OCI process JSON (what containerd and podman pass) instead of the arguments and the
+    /// flags that change config.json's process.
+    #[arg(short, long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Return at once; the process becomes a child of the caller, which reaps it.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's host pid to this file.
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(long, value_name = "DIR", conflicts_with = "process")]
+    pub cwd: Option<PathBuf>,
+    /// Add an environment variable (repeatable).
+    #[arg(
+        short,
+        long = "env",
+        value_name = "NAME=VALUE",
+        conflicts_with = "process"
+    )]
+    pub env: Vec<String>,
+    /// Run as this user (numeric ids).
+    #[arg(short, long, value_name = "UID[:GID]", conflicts_with = "process")]
+    pub user: Option<String>,
+    /// Add a capability to the bounding, effective and permitted sets (repeatable).
+    #[arg(short, long = "cap", value_name = "CAP", conflicts_with = "process")]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long, conflicts_with = "process")]
+    pub no_new_privs: bool,
+    /// Allocate a terminal (not supported yet).
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Socket to send the terminal's master fd to (not supported yet).
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Pass this many extra file descriptors (3 onwards) to the process.
+    #[arg(long, default_value_t = 0)]
+    pub preserve_fds: u32,
+    pub id: String,
+    /// The program and its arguments.
+    #[arg(
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        required_unless_present = "process",
+        conflicts_with = "process"
+    )]
+    pub command: Vec<String>,
 }
 
 /// `runlambda run`.

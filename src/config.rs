@@ -262,6 +262,7 @@ mod tests {
             memory_mb = 1769
             ephemeral_storage_mb = 10240
             timeout_s = 900
+            idle_timeout_s = 600
             "#,
             Path::new("x"),
         )
@@ -276,7 +277,7 @@ mod tests {
                     memory_mb: 1769,
                     ephemeral_storage_mb: 10240,
                     timeout_s: 900,
-                    idle_timeout_s: 300,
+                    idle_timeout_s: 600,
                 },
             }
         );

@@ -296,6 +296,35 @@ impl Runtime {
         container.require(&[Status::Paused], "resume")?;
         Ok(container.cgroup.thaw(CGROUP_TIMEOUT)?)
     }
+
+    /// Starts a new process in a created or running container (see [`crate::exec`]). A
+    /// paused container is refused: thawing it behind its owner's back would undo the pause.
+    pub fn exec(&self, args: &crate::cli::ExecArgs) -> Result<crate::exec::Started> {
+        let container = self.find(&args.id)?;
+        // Held while the process is set up, so that no pause or delete cuts in; not while it
+        // runs.
+        let _lock = container.dir.lock()?;
+        if container.status() == Status::Paused {
+            return Err(Error::WrongState {
+                id: args.id.clone(),
+                status: Status::Paused,
+                verb: "exec in",
+                hint: " (resume it first)",
+            });
+        }
+        container.require(&[Status::Created, Status::Running], "exec in")?;
+        crate::exec::start(args, &container.record, &container.cgroup)
+    }
+
+    /// The host pids of the processes in the container's cgroup leaf.
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>> {
+        Ok(self.find(id)?.cgroup.pids()?)
+    }
+
+    /// What the container's cgroup reports of its cpu, memory and pids.
+    pub fn usage(&self, id: &str) -> Result<crate::cgroup::Usage> {
+        Ok(self.find(id)?.cgroup.usage()?)
+    }
 }
 
 impl Container {

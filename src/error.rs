@@ -74,6 +74,10 @@ pub enum Error {
     },
     #[error("{flag} is not supported yet")]
     UnsupportedFlag { flag: &'static str },
+    #[error(transparent)]
+    Exec(#[from] crate::exec::ExecError),
+    #[error(transparent)]
+    Template(#[from] crate::template::TemplateError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,6 +14,8 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod error;
+pub mod exec;
+pub mod features;
 pub mod function;
 pub mod invoke_client;
 pub mod lambda;
@@ -25,7 +27,9 @@ pub mod sandbox;
 pub mod signal;
 pub mod spec;
 pub mod state;
+pub mod stats;
 pub mod supervisor;
 pub mod sys;
+pub mod template;
 
 pub use error::{Error, Result};

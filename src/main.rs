@@ -4,10 +4,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use runlambda::cli::{Cli, Command, ListFormat};
+use runlambda::cli::{Cli, Command, ListFormat, PsFormat};
 use runlambda::container::{Runtime, OCI_VERSION};
 use runlambda::logging::Logger;
-use runlambda::{config, error, function, invoke_client, run, signal, Error, Result};
+use runlambda::{config, error, function, invoke_client, run, signal, stats, Error, Result};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -120,6 +120,43 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Exec(args) => {
+            let status = runtime.exec(&args)?.finish()?;
+            if status != 0 {
+                // Passed on as the process's own; nothing is left to report or clean up.
+                std::process::exit(status);
+            }
+            Ok(())
+        }
+        Command::Ps { format, id } => {
+            let pids = runtime.pids(&id)?;
+            if format == PsFormat::Json {
+                println!("{}", serde_json::to_string(&pids).expect("pids serialise"));
+            } else {
+                print!("{}", stats::ps_table(&pids));
+            }
+            Ok(())
+        }
+        Command::Events {
+            stats: once,
+            interval,
+            id,
+        } => loop {
+            println!("{}", stats::stats_event(&id, &runtime.usage(&id)?));
+            if once {
+                return Ok(());
+            }
+            std::thread::sleep(interval);
+        },
+        Command::Features => {
+            let features = runlambda::features::features();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&features).expect("features serialise")
+            );
+            Ok(())
+        }
+        Command::Spec { bundle, lambda } => Ok(runlambda::template::write(&bundle, lambda)?),
     }
 }
 

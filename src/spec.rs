@@ -146,6 +146,17 @@ impl NamespaceKind {
             Self::Cgroup => "cgroup",
         }
     }
+
+    /// Every kind, in this order (the user namespace first).
+    pub const ALL: [NamespaceKind; 7] = [
+        Self::User,
+        Self::Pid,
+        Self::Mount,
+        Self::Ipc,
+        Self::Uts,
+        Self::Network,
+        Self::Cgroup,
+    ];
 }
 
 /// A uid or gid mapping for a user namespace.

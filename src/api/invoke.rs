@@ -103,19 +103,20 @@ fn percent_decode(text: &str) -> String {
 /// Checks the request's headers.
 pub fn parse_headers(headers: &HeaderMap) -> Result<Parsed, Rejection> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let invocation_type =
-        match header(wire::INVOCATION_TYPE).unwrap_or("RequestResponse") {
-            "RequestResponse" => InvocationType::RequestResponse,
-            "Event" => InvocationType::Event,
-            "DryRun" => InvocationType::DryRun,
-            other => return Err(reject(
+    let invocation_type = match header(wire::INVOCATION_TYPE).unwrap_or("RequestResponse") {
+        "RequestResponse" => InvocationType::RequestResponse,
+        "Event" => InvocationType::Event,
+        "DryRun" => InvocationType::DryRun,
+        other => {
+            return Err(reject(
                 StatusCode::BAD_REQUEST,
                 "InvalidParameterValueException",
                 format!(
                     "X-Amz-Invocation-Type {other:?} is not one of RequestResponse, Event, DryRun"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let tail = match header(wire::LOG_TYPE).unwrap_or("None") {
         "None" => false,
         "Tail" => true,

@@ -152,6 +152,14 @@ pub(super) fn parse_options(options: &[String]) -> Result<Options, OptionError> 
     Ok(parsed)
 }
 
+/// The option words [`parse_options`] accepts.
+pub(super) fn supported_options() -> impl Iterator<Item = &'static str> {
+    OPTIONS
+        .iter()
+        .filter(|(_, effect)| !matches!(effect, Effect::Unsupported))
+        .map(|(name, _)| *name)
+}
+
 /// Converts `mounts` in order; relative bind sources are taken relative to `bundle`.
 pub(super) fn convert(
     mounts: Option<&[Mount]>,

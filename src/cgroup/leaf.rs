@@ -218,7 +218,7 @@ impl Cgroup {
         first_error.map_or(Ok(()), Err)
     }
 
-    fn v1_leaf(&self, controller: Controller) -> Option<&Path> {
+    pub(super) fn v1_leaf(&self, controller: Controller) -> Option<&Path> {
         self.v1
             .iter()
             .find(|(c, _)| *c == controller)

@@ -15,10 +15,12 @@ mod file;
 mod host;
 mod leaf;
 mod plan;
+mod usage;
 
 pub use error::CgroupError;
 pub use host::{CgroupHost, HostKind, MemoryBackend};
 pub use leaf::Cgroup;
+pub use usage::{CpuUsage, MemoryUsage, PidsUsage, Usage};
 
 /// Memory that buys one full vCPU in Lambda, in MB.
 const ONE_CPU_MB: u64 = 1_769;

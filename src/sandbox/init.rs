@@ -18,12 +18,12 @@ use super::{mounts, process, rootfs};
 use crate::spec::{EnvironmentSpec, NamespaceKind};
 
 /// A failed step: what the init was doing, and why it failed.
-struct Failure {
-    step: &'static str,
-    reason: String,
+pub(super) struct Failure {
+    pub(super) step: &'static str,
+    pub(super) reason: String,
 }
 
-trait Step<T> {
+pub(super) trait Step<T> {
     fn step(self, step: &'static str) -> Result<T, Failure>;
 }
 

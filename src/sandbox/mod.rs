@@ -4,6 +4,7 @@
 //! (`process`).
 
 pub mod channel;
+pub mod exec;
 pub mod init;
 mod lambda_init;
 pub mod mounts;

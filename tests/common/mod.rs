@@ -203,7 +203,22 @@ impl Drop for Env {
             }
         }
         let _ = fs::remove_dir(unified_mount().join(&self.cgroup_parent));
+        // A hybrid host's v1 hierarchies get the parent too when a test sets a limit there.
+        for mount in v1_mounts() {
+            let _ = fs::remove_dir(mount.join(&self.cgroup_parent));
+        }
     }
+}
+
+/// The mount points of the cgroup v1 hierarchies this test can see.
+fn v1_mounts() -> Vec<PathBuf> {
+    let text = fs::read_to_string(runlambda::mountinfo::SELF_MOUNTINFO).unwrap();
+    runlambda::mountinfo::parse(&text)
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.fstype == "cgroup")
+        .map(|m| m.mount_point)
+        .collect()
 }
 
 /// Reaps our child `pid` (the init is our child through CLONE_PARENT) and returns its exit

@@ -1,0 +1,468 @@
+//! The verbs beyond the lifecycle, as containerd, podman and a user see them: `exec` (waited
+//! for, detached, from a process JSON, refused when paused or stopped), `ps`, `events`,
+//! `features` and `spec`, each against real containers.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::Stdio;
+
+use common::{config, wait_exit, Env};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use serde_json::{json, Value};
+
+fn sleeper() -> Value {
+    config(&["sleep", "300"])
+}
+
+/// create + start of `cfg` as container `id`; returns the init's pid.
+fn running(env: &Env, id: &str, cfg: &Value) -> i32 {
+    let bundle = env.bundle(id, cfg);
+    let pid = env.create(id, &bundle);
+    env.ok(&["start", id]);
+    pid
+}
+
+/// Kills and deletes container `id`, and reaps its init.
+fn remove(env: &Env, id: &str, init: i32) {
+    env.ok(&["delete", "--force", id]);
+    wait_exit(init);
+}
+
+/// The pids in the container's cgroup.procs.
+fn cgroup_procs(env: &Env, id: &str) -> BTreeSet<i32> {
+    fs::read_to_string(env.cgroup_dir(id).join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn exec_runs_inside_the_container_and_returns_the_exit_code_and_output() {
+    let env = Env::new();
+    let init = running(&env, "c1", &sleeper());
+    let rootfs = env.dir.path().join("c1/rootfs");
+    fs::write(rootfs.join("marker"), "inside\n").unwrap();
+    let host_only = env.dir.path().to_str().unwrap();
+    let script = format!(
+        "hostname; cat /marker; cat /proc/1/cmdline; echo; ls /proc; \
+         [ -e {host_only} ] && echo host-visible; exit 3"
+    );
+    let out = env.run(&["exec", "c1", "sh", "-c", &script]);
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines[..3], ["runlambda", "inside", "sleep\u{0}300\u{0}"]);
+    // The container's pid namespace: the init is 1, and only sh and ls are there besides.
+    let pids: BTreeSet<u32> = lines[3..].iter().filter_map(|l| l.parse().ok()).collect();
+    assert!(pids.contains(&1), "{stdout}");
+    assert_eq!(pids.len(), 3, "{stdout}");
+    assert!(!stdout.contains("host-visible"), "{stdout}");
+
+    let out = env.run(&["exec", "c1", "sh", "-c", "kill -9 $$"]);
+    assert_eq!(out.status.code(), Some(128 + 9));
+    let err = env.fails(&["exec", "c1", "no-such-program"]);
+    assert!(
+        err.contains("looking up process.args[0]") && err.contains("no-such-program"),
+        "{err}"
+    );
+    remove(&env, "c1", init);
+}
+
+#[test]
+fn exec_detach_leaves_the_process_to_the_caller_in_the_container_cgroup() {
+    let env = Env::new();
+    let mut cfg = sleeper();
+    // A pids limit gives the process a v1 pids leaf to join too on a hybrid host.
+    cfg["linux"]["resources"]["pids"] = json!({"limit": 100});
+    let init = running(&env, "c1", &cfg);
+    let pid_file = env.dir.path().join("exec.pid");
+    let log = env.dir.path().join("exec.err");
+    let status = env
+        .command(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "c1",
+            "sleep",
+            "300",
+        ])
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{}", fs::read_to_string(&log).unwrap());
+    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(cgroup_procs(&env, "c1"), BTreeSet::from([init, pid]));
+    // The cgroup2 leaf, and on a hybrid host the v1 pids leaf too.
+    let cgroup = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let leaf = format!("/{}/c1", env.cgroup_parent);
+    for line in cgroup.lines() {
+        if line.starts_with("0::") || line.contains(":pids:") {
+            assert!(line.ends_with(&leaf), "{cgroup}");
+        }
+    }
+
+    // ps --format json lists exactly cgroup.procs; the table shows both commands.
+    let listed: Vec<i32> =
+        serde_json::from_str(&env.ok(&["ps", "--format", "json", "c1"])).unwrap();
+    assert_eq!(
+        listed.into_iter().collect::<BTreeSet<_>>(),
+        cgroup_procs(&env, "c1")
+    );
+    let table = env.ok(&["ps", "c1"]);
+    assert!(table.starts_with("UID"), "{table}");
+    assert_eq!(table.matches("sleep 300").count(), 2, "{table}");
+
+    // Our child: we reap it.
+    kill(Pid::from_raw(pid), Signal::SIGKILL).unwrap();
+    assert_eq!(wait_exit(pid), 128 + 9);
+    remove(&env, "c1", init);
+    let err = env.fails(&["ps", "--format", "json", "c1"]);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn exec_with_a_process_json_takes_its_user_env_and_cwd() {
+    let env = Env::new();
+    let init = running(&env, "c1", &sleeper());
+    let process = env.dir.path().join("process.json");
+    let write_process = |cwd: &str| {
+        let json = json!({
+            "terminal": false,
+            "user": {"uid": 1000, "gid": 1000},
+            "args": ["sh", "-c", "id -u; id -g; echo $FOO; pwd"],
+            "env": ["PATH=/bin", "FOO=bar"],
+            "cwd": cwd
+        });
+        fs::write(&process, json.to_string()).unwrap();
+    };
+    write_process("/tmp");
+    let out = env.ok(&["exec", "--process", process.to_str().unwrap(), "c1"]);
+    assert_eq!(out, "1000\n1000\nbar\n/tmp\n");
+
+    write_process("tmp");
+    let err = env.fails(&["exec", "--process", process.to_str().unwrap(), "c1"]);
+    assert!(
+        err.contains("process.cwd") && err.contains("is not an absolute path"),
+        "{err}"
+    );
+    remove(&env, "c1", init);
+}
+
+#[test]
+fn exec_flags_change_the_config_process() {
+    let env = Env::new();
+    let init = running(&env, "c1", &sleeper());
+    let out = env.ok(&[
+        "exec",
+        "--user",
+        "7:8",
+        "--cwd",
+        "/bin",
+        "-e",
+        "FOO=baz",
+        "c1",
+        "sh",
+        "-c",
+        "id -u; id -g; echo $FOO; pwd",
+    ]);
+    assert_eq!(out, "7\n8\nbaz\n/bin\n");
+    // config()'s AUDIT_WRITE, KILL and NET_BIND_SERVICE (bits 29, 5, 10), plus CHOWN (bit 0).
+    let out = env.ok(&[
+        "exec",
+        "--cap",
+        "CAP_CHOWN",
+        "c1",
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
+    assert_eq!(out.split_whitespace().last(), Some("0000000020000421"));
+    remove(&env, "c1", init);
+}
+
+#[test]
+fn exec_passes_exactly_the_preserved_fds() {
+    let env = Env::new();
+    let init = running(&env, "c1", &sleeper());
+    let out = env.dir.path().join("fd3");
+    // A host shell opens fd 3 for runlambda, as containerd passes preserved fds.
+    let with_fd3 = |preserve: &str| {
+        let line = format!(
+            "exec 3>{out}; exec {bin} --config {config} exec --preserve-fds {preserve} c1 \
+             sh -c 'echo via3 >&3'",
+            out = out.display(),
+            bin = env!("CARGO_BIN_EXE_runlambda"),
+            config = env.config.display(),
+        );
+        std::process::Command::new("sh")
+            .args(["-c", &line])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let passed = with_fd3("1");
+    assert!(passed.status.success(), "{passed:?}");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "via3\n");
+    // Not preserved: fd 3 does not reach the process.
+    let kept = with_fd3("0");
+    assert!(!kept.status.success(), "{kept:?}");
+    assert_eq!(fs::read_to_string(&out).unwrap(), "");
+    remove(&env, "c1", init);
+}
+
+#[test]
+fn exec_joins_the_user_namespace_first() {
+    let env = Env::new();
+    let mut cfg = sleeper();
+    let map = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
+    cfg["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    cfg["linux"]["uidMappings"] = map.clone();
+    cfg["linux"]["gidMappings"] = map;
+    let init = running(&env, "c1", &cfg);
+    let out = env.ok(&[
+        "exec",
+        "-u",
+        "1000",
+        "c1",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines, [vec!["1000"], vec!["0", "200000", "65536"]]);
+    // The exec'd process has exited and was reaped: only the init is left.
+    let pids = cgroup_procs(&env, "c1");
+    assert_eq!(pids, BTreeSet::from([init]));
+    remove(&env, "c1", init);
+}
+
+#[test]
+fn exec_into_a_paused_container_is_refused() {
+    let env = Env::new();
+    let init = running(&env, "c1", &sleeper());
+    env.ok(&["pause", "c1"]);
+    let err = env.fails(&["exec", "c1", "true"]);
+    assert!(
+        err.contains("container c1 is paused: cannot exec in it (resume it first)"),
+        "{err}"
+    );
+    env.ok(&["resume", "c1"]);
+    env.ok(&["exec", "c1", "true"]);
+    remove(&env, "c1", init);
+}
+
+#[test]
+fn exec_into_a_stopped_container_is_refused() {
+    let env = Env::new();
+    let init = running(&env, "c1", &config(&["true"]));
+    assert_eq!(wait_exit(init), 0);
+    let err = env.fails(&["exec", "c1", "true"]);
+    assert!(err.contains("container not running"), "{err}");
+    env.ok(&["delete", "c1"]);
+    let err = env.fails(&["exec", "c1", "true"]);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn exec_terminals_are_refused_for_now() {
+    let env = Env::new();
+    let init = running(&env, "c1", &sleeper());
+    let err = env.fails(&["exec", "--tty", "c1", "true"]);
+    assert!(err.contains("--tty is not supported yet"), "{err}");
+    let err = env.fails(&["exec", "--console-socket", "/nonexistent", "c1", "true"]);
+    assert!(
+        err.contains("--console-socket is not supported yet"),
+        "{err}"
+    );
+    remove(&env, "c1", init);
+}
+
+#[test]
+fn events_report_the_cgroup_counters_once_or_every_interval() {
+    let env = Env::new();
+    let mut cfg = sleeper();
+    cfg["linux"]["resources"]["pids"] = json!({"limit": 100});
+    let init = running(&env, "c1", &cfg);
+    let event: Value = serde_json::from_str(&env.ok(&["events", "--stats", "c1"])).unwrap();
+    assert_eq!(event["type"], "stats");
+    assert_eq!(event["id"], "c1");
+    let pids = &event["data"]["pids"];
+    assert!(pids["current"].as_u64().unwrap() >= 1, "{event}");
+    assert_eq!(pids["limit"], 100, "{event}");
+    assert!(event["data"]["cpu"]["usage"]["total"].is_u64(), "{event}");
+
+    let mut stream = env
+        .command(&["events", "--interval", "50ms", "c1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(stream.stdout.take().unwrap()).lines();
+    for _ in 0..2 {
+        let event: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        assert_eq!(event["id"], "c1");
+    }
+    kill(Pid::from_raw(stream.id() as i32), Signal::SIGKILL).unwrap();
+    stream.wait().unwrap();
+    remove(&env, "c1", init);
+}
+
+/// A config.json of `config()` with `change` applied, loaded by the bundle loader.
+fn load_changed(dir: &Path, change: impl FnOnce(&mut Value)) -> Result<(), String> {
+    let mut cfg = config(&["true"]);
+    change(&mut cfg);
+    fs::create_dir_all(dir.join("rootfs")).unwrap();
+    fs::write(dir.join("config.json"), cfg.to_string()).unwrap();
+    runlambda::bundle::load(dir, &runlambda::config::RuntimeConfig::default(), false)
+        .map(drop)
+        .map_err(|e| runlambda::error::chain(&e))
+}
+
+#[test]
+fn features_tell_what_the_bundle_loader_accepts() {
+    let env = Env::new();
+    let text = env.ok(&["features"]);
+    let features: oci_spec::runtime::Features = serde_json::from_str(&text).unwrap();
+    let raw: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(features.oci_version_min(), "1.0.0");
+    assert_eq!(features.oci_version_max(), "1.3.0");
+    assert_eq!(raw["hooks"], json!([]));
+    assert_eq!(raw["linux"]["seccomp"]["enabled"], false);
+    assert_eq!(raw["linux"]["mountExtensions"]["idmap"]["enabled"], false);
+    assert_eq!(
+        raw["linux"]["cgroup"],
+        json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false})
+    );
+    assert_eq!(
+        raw["annotations"]["com.runlambda.version"],
+        env!("CARGO_PKG_VERSION")
+    );
+    assert_eq!(
+        raw["potentiallyUnsafeConfigAnnotations"],
+        json!(["com.runlambda."])
+    );
+    let caps = raw["linux"]["capabilities"].as_array().unwrap();
+    assert!(caps.contains(&json!("CAP_SYS_ADMIN")) && caps.len() >= 38);
+
+    let dir = env.dir.path().join("probe");
+    for version in [features.oci_version_min(), features.oci_version_max()] {
+        load_changed(&dir, |c| c["ociVersion"] = json!(version)).unwrap();
+    }
+    load_changed(&dir, |c| c["ociVersion"] = json!("1.4.0")).unwrap_err();
+    let options = features.mount_options().as_ref().unwrap();
+    assert!(options.contains(&"ro".to_string()) && !options.contains(&"rro".to_string()));
+    for option in options {
+        let mount = if option.ends_with("bind") {
+            json!({"destination": "/mnt", "type": "bind", "source": "rootfs", "options": [option]})
+        } else {
+            json!({"destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": [option]})
+        };
+        load_changed(&dir, |c| c["mounts"] = json!([mount]))
+            .unwrap_or_else(|e| panic!("listed mount option {option}: {e}"));
+    }
+    let err = load_changed(&dir, |c| {
+        c["mounts"] = json!([{"destination": "/mnt", "type": "tmpfs", "options": ["rro"]}])
+    })
+    .unwrap_err();
+    assert!(err.contains("\"rro\" is not supported"), "{err}");
+
+    let namespaces = raw["linux"]["namespaces"].as_array().unwrap();
+    assert_eq!(namespaces.len(), 7);
+    for ns in namespaces {
+        load_changed(&dir, |c| {
+            // The loader requires a mount namespace in every config.
+            c["linux"]["namespaces"] = json!([{"type": "mount"}]);
+            if ns != "mount" {
+                c["linux"]["namespaces"]
+                    .as_array_mut()
+                    .unwrap()
+                    .push(json!({"type": ns}));
+            }
+            let map = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
+            if ns == "user" {
+                c["linux"]["uidMappings"] = map.clone();
+                c["linux"]["gidMappings"] = map;
+            }
+            c.as_object_mut().unwrap().remove("hostname");
+        })
+        .unwrap_or_else(|e| panic!("listed namespace {ns}: {e}"));
+    }
+    assert!(!namespaces.contains(&json!("time")));
+    load_changed(&dir, |c| {
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "time"}))
+    })
+    .unwrap_err();
+}
+
+#[test]
+fn spec_writes_a_config_that_runs_and_refuses_to_overwrite_it() {
+    let env = Env::new();
+    let bundle = env.dir.path().join("b");
+    common::rootfs::busybox_rootfs(&bundle.join("rootfs")).unwrap();
+    env.ok(&["spec", "--bundle", bundle.to_str().unwrap()]);
+    let written = fs::read_to_string(bundle.join("config.json")).unwrap();
+    let err = env.fails(&["spec", "--bundle", bundle.to_str().unwrap()]);
+    assert!(err.contains("config.json exists. Remove it first"), "{err}");
+    assert_eq!(
+        fs::read_to_string(bundle.join("config.json")).unwrap(),
+        written
+    );
+    let cfg: Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(cfg["process"]["terminal"], false);
+
+    // The template as it is: create it, and look inside while its init waits for start.
+    let init = env.create("c1", &bundle);
+    assert_eq!(env.state("c1")["status"], "created");
+    assert_eq!(env.ok(&["exec", "c1", "hostname"]), "runlambda\n");
+    remove(&env, "c1", init);
+}
+
+#[test]
+fn spec_lambda_adds_the_function_annotations() {
+    let env = Env::new();
+    let bundle = env.dir.path().join("b");
+    fs::create_dir_all(bundle.join("rootfs")).unwrap();
+    env.ok(&["spec", "--lambda", "--bundle", bundle.to_str().unwrap()]);
+    let cfg: Value =
+        serde_json::from_str(&fs::read_to_string(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        cfg["annotations"],
+        json!({
+            "com.runlambda.mode": "lambda",
+            "com.runlambda.memory-mb": "128",
+            "com.runlambda.ephemeral-storage-mb": "512",
+            "com.runlambda.timeout-s": "3"
+        })
+    );
+    let spec =
+        runlambda::bundle::load(&bundle, &runlambda::config::RuntimeConfig::default(), false)
+            .unwrap_or_else(|e| panic!("{}", runlambda::error::chain(&e)));
+    assert_eq!(spec.function.memory_mb, Some(128));
+    assert_eq!(spec.function.ephemeral_storage_mb, Some(512));
+    assert_eq!(spec.function.timeout_s, Some(3));
+    assert_eq!(
+        spec.function.mode,
+        Some(runlambda::annotations::Mode::Lambda)
+    );
+}
