@@ -177,6 +177,7 @@ impl Runtime {
             annotations: spec.annotations.clone(),
             cgroup: cgroup.rel_path().to_path_buf(),
             memory,
+            lambda: spec.is_lambda(),
         })?;
         if let Some(notify) = supervisor_notify {
             let function = lambda::function(spec, memory == MemoryLimit::Enforced);
@@ -258,6 +259,11 @@ impl Runtime {
         if all {
             return Ok(container.cgroup.signal_all(signal)?);
         }
+        // An idle Lambda environment sits frozen by its supervisor; its init must run to pass
+        // the signal on (a pause by the user is left alone, as runc would).
+        if container.record.lambda && container.status() != Status::Paused {
+            container.cgroup.thaw(CGROUP_TIMEOUT)?;
+        }
         container.signal_init(signal)
     }
 
@@ -286,6 +292,9 @@ impl Runtime {
         let container = self.find(id)?;
         let _lock = container.dir.lock()?;
         container.require(&[Status::Running], "pause")?;
+        if container.record.lambda {
+            container.dir.mark_paused(true)?;
+        }
         Ok(container.cgroup.freeze(CGROUP_TIMEOUT)?)
     }
 
@@ -294,6 +303,9 @@ impl Runtime {
         let container = self.find(id)?;
         let _lock = container.dir.lock()?;
         container.require(&[Status::Paused], "resume")?;
+        if container.record.lambda {
+            container.dir.mark_paused(false)?;
+        }
         Ok(container.cgroup.thaw(CGROUP_TIMEOUT)?)
     }
 
@@ -332,6 +344,14 @@ impl Container {
         match state::liveness(self.record.pid, self.record.pid_start_time) {
             ProcessLiveness::Gone => Status::Stopped,
             ProcessLiveness::Alive if self.dir.notify_socket().exists() => Status::Created,
+            // A Lambda environment is frozen whenever it is idle: only a user's pause counts.
+            ProcessLiveness::Alive if self.record.lambda => {
+                if self.dir.is_marked_paused() {
+                    Status::Paused
+                } else {
+                    Status::Running
+                }
+            }
             ProcessLiveness::Alive if self.cgroup.is_frozen().unwrap_or(false) => Status::Paused,
             ProcessLiveness::Alive => Status::Running,
         }

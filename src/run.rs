@@ -370,16 +370,29 @@ fn reap_exited(pool: &Shared) {
         });
 }
 
+/// How long an environment's Shutdown may take before it is killed: Lambda's 2,000 ms
+/// budget plus room for the supervisor to notice.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Shutdown for every environment: SIGTERM to each init (the supervisor runs the Shutdown
-/// phase and the init exits), wait for them, then delete them.
+/// phase and the init exits), wait for them within the grace period, then delete them (which
+/// kills whatever did not end in time).
 fn shutdown(pool: &Shared) {
     let p = &mut *pool.borrow_mut();
     for env in &p.environments {
         let _ = p.runtime.kill(&env.id, Signal::SIGTERM, false);
     }
+    let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
     for env in p.environments.drain(..) {
-        let _ = waitpid(env.init, None);
+        while matches!(
+            waitpid(env.init, Some(WaitPidFlag::WNOHANG)),
+            Ok(WaitStatus::StillAlive)
+        ) && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
         let _ = p.runtime.delete(&env.id, true);
+        let _ = waitpid(env.init, None);
         let _ = std::fs::remove_file(pid_file(&p.runtime.root, &env.id));
     }
 }

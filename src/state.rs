@@ -64,6 +64,9 @@ pub struct Record {
     pub cgroup: PathBuf,
     /// Whether the memory limit holds.
     pub memory: MemoryLimit,
+    /// A Lambda environment (with a supervisor) rather than a plain container.
+    #[serde(default)]
+    pub lambda: bool,
 }
 
 /// The fate of the container's memory limit.
@@ -163,6 +166,25 @@ impl StateDir {
     /// The socket the init waits on until `start` connects.
     pub fn notify_socket(&self) -> PathBuf {
         self.dir.join("notify.sock")
+    }
+
+    /// Records (or clears) that the user paused the container: a Lambda environment's cgroup
+    /// is frozen whenever it is idle, so the freezer alone cannot tell a pause.
+    pub fn mark_paused(&self, paused: bool) -> Result<()> {
+        let path = self.dir.join("paused");
+        let result = if paused {
+            fs::write(&path, b"")
+        } else {
+            match fs::remove_file(&path) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+                other => other,
+            }
+        };
+        result.map_err(io_err("mark paused", &path))
+    }
+
+    pub fn is_marked_paused(&self) -> bool {
+        self.dir.join("paused").exists()
     }
 
     /// Takes the container's lock, held until the guard is dropped: verbs that change the
@@ -278,6 +300,7 @@ mod tests {
             annotations: BTreeMap::from([("k".to_string(), "v".to_string())]),
             cgroup: "runlambda/c1".into(),
             memory: MemoryLimit::Enforced,
+            lambda: false,
         }
     }
 

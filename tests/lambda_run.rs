@@ -38,7 +38,13 @@ fn json_body(response: &common::lambda::Response) -> Value {
 /// The leaves of the pool's environments in the cgroup2 hierarchy.
 fn leaves(env: &Env) -> Vec<PathBuf> {
     fs::read_dir(unified_mount().join(&env.cgroup_parent))
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -284,7 +290,9 @@ fn bad_invoke_requests_get_aws_errors_and_the_endpoint_keeps_serving() {
     let env = Env::with_config(HYBRID_OK);
     let function = readable(python_function(env.dir.path()));
     let server = start(&env, &function, &[]);
-    let cases: Vec<(&str, Vec<u8>, Vec<(&str, &str)>, u16, &str)> = vec![
+    /// (function name, body, headers, expected status, expected X-Amzn-ErrorType)
+    type Case = (&'static str, Vec<u8>, Vec<(&'static str, &'static str)>, u16, &'static str);
+    let cases: Vec<Case> = vec![
         (
             "nope",
             b"{}".to_vec(),

@@ -25,7 +25,9 @@ pub fn serve(channel: Channel, base: &ProcessSpec) -> ! {
     if signals.thread_block().is_err() {
         crate::sys::exit_now(1);
     }
-    let Ok(signal_fd) = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC) else {
+    let Ok(signal_fd) =
+        SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+    else {
         crate::sys::exit_now(1);
     };
     loop {

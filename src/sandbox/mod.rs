@@ -114,7 +114,8 @@ pub fn spawn(
     let cgroup_dir = cgroup.open_dir_fd()?;
     match clone3(flags, Some(cgroup_dir.as_fd())).map_err(SandboxError::Clone)? {
         Forked::Child => {
-            drop(parent_end);
+            // Nothing of the host may stay open in the environment's pid 1.
+            drop((parent_end, cgroup_dir));
             init::run(spec, init_end, notify, joined)
         }
         Forked::Parent { pid, pidfd } => {

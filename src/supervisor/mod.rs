@@ -384,7 +384,10 @@ impl Supervisor {
 
     fn on_invoke(&mut self, request: InvokeRequest) {
         let synchronous = request.reply.is_some();
-        let busy = self.current.is_some() || self.queue.iter().any(|a| a.request.reply.is_some());
+        // Busy means a caller is still waiting: an answered invocation whose runtime has not
+        // yet asked for the next one only delays the new one by moments, so it queues.
+        let waiting = |a: &Accepted| a.request.reply.is_some();
+        let busy = self.current.as_ref().is_some_and(waiting) || self.queue.iter().any(waiting);
         if synchronous && busy {
             if let Some(reply) = request.reply {
                 let _ = reply.send(Err(Busy));
@@ -401,19 +404,22 @@ impl Supervisor {
         self.start_queued();
     }
 
-    /// Starts the first queued invocation when the environment can take it.
+    /// Moves work forward when the environment can take it: an invocation that began during
+    /// Init goes to the runtime once it asks, else the first queued one starts.
     fn start_queued(&mut self) {
-        if self.current.is_some() || self.queue.is_empty() {
-            return;
-        }
         match self.phase {
-            Phase::Reset | Phase::Created => {
-                // Init runs inside the first invocation, counting against its timeout.
+            Phase::Reset if self.current.is_none() && !self.queue.is_empty() => {
+                // Init runs inside the invocation, counting against its timeout.
                 self.begin_next_invocation();
                 self.step(Event::Start);
             }
             Phase::Ready if self.parked.is_some() => {
-                self.begin_next_invocation();
+                if self.current.is_none() {
+                    if self.queue.is_empty() {
+                        return;
+                    }
+                    self.begin_next_invocation();
+                }
                 self.step(Event::Invoke);
             }
             _ => {}
@@ -620,7 +626,8 @@ impl Supervisor {
     }
 
     fn freeze_if_idle(&mut self) {
-        if self.queue.is_empty() && !self.frozen && self.cgroup.request_freeze().is_ok() {
+        let idle = self.queue.is_empty() && self.current.is_none();
+        if idle && !self.frozen && self.cgroup.request_freeze().is_ok() {
             self.frozen = true;
         }
     }
