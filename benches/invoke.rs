@@ -422,7 +422,9 @@ impl Bench {
             let supervisor = processes
                 .iter()
                 .find(|(pid, args)| {
+                    // `create` (run's child) forks the supervisor and exits.
                     !in_leaf.contains(pid)
+                        && parent_of(*pid) != Some(run)
                         && args.iter().any(|a| a == "create")
                         && args.last().is_some_and(|a| *a == id)
                 })
@@ -674,9 +676,31 @@ struct Watch {
 }
 
 impl RunServer {
-    /// `run` with `level` environments provisioned, `--concurrency level` and `--memory`.
+    /// `run` with `level` environments provisioned, `--concurrency level` and `--memory`,
+    /// once every environment has finished Init (its runtime waits in `next`, frozen).
     fn start(bench: &Bench, level: usize, memory: u32) -> Result<RunServer> {
-        Self::spawn(bench.run_command(level, level, memory))
+        let server = Self::spawn(bench.run_command(level, level, memory))?;
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            // Until then an environment may lack its runtime, or `create` still be running.
+            let envs = bench.environments(&server).unwrap_or_default();
+            let ready = envs.len() == level
+                && envs.iter().all(|e| {
+                    !e.runtimes.is_empty()
+                        && fs::read_to_string(e.leaf.join("cgroup.events"))
+                            .is_ok_and(|t| t.lines().any(|l| l == "frozen 1"))
+                });
+            if ready {
+                return Ok(server);
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "the {level} environment(s) of run never all finished Init; stderr:\n{}",
+                    server.stderr()
+                ));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 
     fn spawn(mut cmd: Command) -> Result<RunServer> {
@@ -1830,7 +1854,7 @@ fn print_memory(
             mib((sup.pss_kib + init.pss_kib) / n),
         );
     };
-    row("1 environment, after 1 invoke", fresh);
+    row("1 environment, after Init and 1 invoke", fresh);
     row("1 environment, after part (b)", after_b);
     if let Some(many) = many {
         row(
