@@ -124,6 +124,7 @@ pub fn start_supervisor(
                 function,
                 cgroup.clone(),
                 spawned.channel,
+                spawned.pid.as_raw(),
                 spawned.pidfd,
                 listeners,
             )
