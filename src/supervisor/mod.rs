@@ -1046,6 +1046,8 @@ impl Supervisor {
         let root = std::path::PathBuf::from(format!("/proc/{}/root", self.init_pid));
         let names = spawn::discover_extensions(&root);
         if let Some(extra) = names.get(wire::MAX_EXTENSIONS) {
+            // Counted as launched, so Init waits for the failure instead of going on.
+            self.extensions.launch(extra);
             let reason = format!(
                 "more than {} extensions in {}",
                 wire::MAX_EXTENSIONS,

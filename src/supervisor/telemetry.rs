@@ -39,6 +39,8 @@ pub struct Telemetry {
 }
 
 struct Subscriber {
+    /// The extension that subscribed.
+    name: String,
     api: Api,
     schema_version: String,
     types: Types,
@@ -100,10 +102,14 @@ impl Telemetry {
     }
 
     /// Adds the subscriber of extension `name`: it receives the Init records so far, then its
-    /// own subscription record, then whatever comes.
+    /// own subscription record, then whatever comes. Subscribing again replaces the earlier
+    /// subscription (Lambda's subscriptions are idempotent).
     pub fn subscribe(&mut self, name: &str, subscription: Subscription) {
+        self.subscribers
+            .retain(|s| s.name != name || s.api != subscription.api);
         let (queue, incoming) = mpsc::unbounded_channel();
         let subscriber = Subscriber {
+            name: name.to_string(),
             api: subscription.api,
             schema_version: subscription.schema_version.clone(),
             types: subscription.types,
