@@ -46,6 +46,8 @@ pub enum Event {
     Timeout,
     /// The runtime process exited.
     RuntimeExit,
+    /// The OOM killer killed the runtime.
+    OutOfMemory,
     /// Every process of the environment is gone (after `KillAll`).
     Emptied,
     /// Idle too long, or told to stop.
@@ -61,6 +63,8 @@ pub enum Failure {
     RuntimeExit,
     /// `Runtime.InitError` (the runtime reported an Init failure).
     InitError,
+    /// `Runtime.OutOfMemory`.
+    OutOfMemory,
 }
 
 /// What the supervisor must do.
@@ -119,13 +123,16 @@ pub fn on(phase: Phase, event: Event) -> Result<(Phase, &'static [Effect]), Wron
         (P::Invoking, E::Response | E::Error) => (P::Responded, &[Reply]),
         (P::Invoking, E::Timeout) => (P::Resetting, &[Fail(Failure::Timeout), KillAll]),
         (P::Invoking, E::RuntimeExit) => (P::Resetting, &[Fail(Failure::RuntimeExit), KillAll]),
+        (P::Initializing | P::Invoking, E::OutOfMemory) => {
+            (P::Resetting, &[Fail(Failure::OutOfMemory), KillAll])
+        }
         (P::Responded, E::Next) => (P::Ready, &[Freeze]),
         // The answer is out; a crash before the next `next` only costs the next Init.
-        (P::Responded | P::Ready, E::RuntimeExit) => (P::Resetting, &[KillAll]),
+        (P::Responded | P::Ready, E::RuntimeExit | E::OutOfMemory) => (P::Resetting, &[KillAll]),
         (P::Resetting, E::Emptied) => (P::Reset, &[Freeze]),
         // Exits reported while emptying are expected.
-        (P::Resetting, E::RuntimeExit) => (P::Resetting, &[]),
-        (P::ShuttingDown, E::RuntimeExit | E::Emptied) => (P::ShuttingDown, &[]),
+        (P::Resetting, E::RuntimeExit | E::OutOfMemory) => (P::Resetting, &[]),
+        (P::ShuttingDown, E::RuntimeExit | E::OutOfMemory | E::Emptied) => (P::ShuttingDown, &[]),
         (P::ShuttingDown, E::Shutdown) => (P::ShuttingDown, &[]),
         (_, E::Shutdown) => (
             P::ShuttingDown,
@@ -153,7 +160,7 @@ mod tests {
         P::Reset,
         P::ShuttingDown,
     ];
-    const EVENTS: [Event; 11] = [
+    const EVENTS: [Event; 12] = [
         E::Start,
         E::Next,
         E::Invoke,
@@ -163,6 +170,7 @@ mod tests {
         E::InitTimeout,
         E::Timeout,
         E::RuntimeExit,
+        E::OutOfMemory,
         E::Emptied,
         E::Shutdown,
     ];
@@ -218,12 +226,28 @@ mod tests {
                 P::Resetting,
                 vec![Fail(Failure::RuntimeExit), KillAll],
             ),
+            (
+                P::Initializing,
+                E::OutOfMemory,
+                P::Resetting,
+                vec![Fail(Failure::OutOfMemory), KillAll],
+            ),
+            (
+                P::Invoking,
+                E::OutOfMemory,
+                P::Resetting,
+                vec![Fail(Failure::OutOfMemory), KillAll],
+            ),
             (P::Responded, E::Next, P::Ready, vec![Freeze]),
             (P::Responded, E::RuntimeExit, P::Resetting, vec![KillAll]),
+            (P::Responded, E::OutOfMemory, P::Resetting, vec![KillAll]),
             (P::Ready, E::RuntimeExit, P::Resetting, vec![KillAll]),
+            (P::Ready, E::OutOfMemory, P::Resetting, vec![KillAll]),
             (P::Resetting, E::Emptied, P::Reset, vec![Freeze]),
             (P::Resetting, E::RuntimeExit, P::Resetting, vec![]),
+            (P::Resetting, E::OutOfMemory, P::Resetting, vec![]),
             (P::ShuttingDown, E::RuntimeExit, P::ShuttingDown, vec![]),
+            (P::ShuttingDown, E::OutOfMemory, P::ShuttingDown, vec![]),
             (P::ShuttingDown, E::Emptied, P::ShuttingDown, vec![]),
             (P::ShuttingDown, E::Shutdown, P::ShuttingDown, vec![]),
         ];

@@ -291,7 +291,13 @@ fn bad_invoke_requests_get_aws_errors_and_the_endpoint_keeps_serving() {
     let function = readable(python_function(env.dir.path()));
     let server = start(&env, &function, &[]);
     /// (function name, body, headers, expected status, expected X-Amzn-ErrorType)
-    type Case = (&'static str, Vec<u8>, Vec<(&'static str, &'static str)>, u16, &'static str);
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        Vec<(&'static str, &'static str)>,
+        u16,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             "nope",
@@ -348,4 +354,108 @@ fn the_rust_lambda_runtime_crate_runs_unmodified() {
             body["requestId"].as_str()
         );
     }
+}
+
+/// A runtime that calls the Runtime API out of turn and with bad input, and answers with the
+/// status and error type each call got; then posts a second answer and prints what that got.
+const PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, sys
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+def call(method, path, body=None, headers={}):
+    # A fresh connection each time: the server closes one whose body it refused unread.
+    conn = http.client.HTTPConnection(host, int(port))
+    conn.request(method, "/2018-06-01/runtime/" + path, body=body, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    try:
+        kind = json.loads(data).get("errorType")
+    except ValueError:
+        kind = None
+    return r.status, kind, r.headers
+while True:
+    status, _, headers = call("GET", "invocation/next")
+    rid = headers["Lambda-Runtime-Aws-Request-Id"]
+    results = {
+        "wrong_id": call("POST", "invocation/not-the-id/response", b"{}")[:2],
+        "too_large": call("POST", f"invocation/{rid}/response", b"x" * (7 << 20))[:2],
+        "bad_mode": call("POST", f"invocation/{rid}/response", b"{}",
+                         {"Lambda-Runtime-Function-Response-Mode": "buffered"})[:2],
+        "init_error_late": call("POST", "init/error", b"{}")[:2],
+        "unknown_path": call("GET", "bogus")[:2],
+        "next_again": call("GET", "invocation/next")[0],
+    }
+    answer = call("POST", f"invocation/{rid}/response", json.dumps(results).encode())
+    duplicate = call("POST", f"invocation/{rid}/response", b"{}")
+    print("duplicate:", duplicate[0], duplicate[1], "answer:", answer[0], flush=True)
+"#;
+
+#[test]
+fn the_runtime_api_refuses_bad_calls_with_rapids_statuses_and_keeps_serving() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = env.dir.path().join("probe");
+    fs::create_dir(&function).unwrap();
+    fs::write(function.join("bootstrap"), PROBE).unwrap();
+    fs::set_permissions(
+        function.join("bootstrap"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mut server = start(&env, &readable(function), &["--timeout", "30"]);
+    for _ in 0..2 {
+        let response = server.invoke("probe", b"{}", &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+        let results = json_body(&response);
+        assert_eq!(
+            results["wrong_id"],
+            json!([400, "InvalidRequestID"]),
+            "{results}\n{}",
+            server.stdout()
+        );
+        assert_eq!(results["too_large"], json!([413, "RequestEntityTooLarge"]));
+        assert_eq!(
+            results["bad_mode"],
+            json!([400, "InvalidFunctionResponseMode"])
+        );
+        assert_eq!(
+            results["init_error_late"],
+            json!([403, "InvalidStateTransition"])
+        );
+        assert_eq!(results["unknown_path"][0], 404);
+        // A second `next` during an invocation gets the same event again (as RAPID does).
+        assert_eq!(results["next_again"], 200);
+    }
+    server.stop();
+    let log = server.stdout();
+    assert!(
+        log.contains("duplicate: 403 InvalidStateTransition answer: 202"),
+        "{log}"
+    );
+}
+
+#[test]
+fn boto3_invokes_the_python_example_unmodified() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(&env, &function, &[]);
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "pytest", "-q", "-rs"])
+        .arg(&tests)
+        .env("RUNLAMBDA_ENDPOINT", &server.endpoint)
+        .env("RUNLAMBDA_FUNCTION", "python-echo")
+        .output()
+        .expect(
+            "python3 runs (apt-get install python3; pip install -r tests/python/requirements.txt)",
+        );
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pytest failed:\n{report}");
+    assert!(report.contains(" passed"), "{report}");
+    assert!(
+        !report.contains("skipped"),
+        "nothing may be skipped:\n{report}"
+    );
 }

@@ -168,6 +168,8 @@ pub struct Supervisor {
     init_started: Option<Instant>,
     /// Init's duration, reported once, in the REPORT of the first invocation after it.
     init_duration: Option<Duration>,
+    /// The leaf's OOM-kill count when last looked at: a rise means the runtime ran out of memory.
+    oom_kills: Option<u64>,
     log: LogBook,
 }
 
@@ -195,6 +197,7 @@ impl Supervisor {
             generation: 0,
             init_started: None,
             init_duration: None,
+            oom_kills: None,
             log: LogBook::default(),
         })
     }
@@ -524,6 +527,14 @@ impl Supervisor {
                     current.id
                 ),
             ),
+            Failure::OutOfMemory => (
+                "Runtime.OutOfMemory",
+                format!(
+                    "RequestId: {} Error: Runtime exited with error: signal: killed \
+                     (out of memory: {} MB)",
+                    current.id, self.function.memory_mb
+                ),
+            ),
         };
         self.log.line(&format!(
             "{} {message}",
@@ -564,7 +575,14 @@ impl Supervisor {
                 if self.runtime_pid == Some(pid) {
                     self.runtime_pid = None;
                     self.log.line(&format!("runtime exited with status {code}"));
-                    self.step(Event::RuntimeExit);
+                    let oom = self.cgroup.oom_kills().ok().flatten();
+                    let killed_by_oom = oom.unwrap_or(0) > self.oom_kills.unwrap_or(0);
+                    self.oom_kills = oom;
+                    self.step(if killed_by_oom {
+                        Event::OutOfMemory
+                    } else {
+                        Event::RuntimeExit
+                    });
                 }
             }
             FromInit::Emptied => self.step(Event::Emptied),
