@@ -23,6 +23,10 @@ pub struct Cli {
     /// Runtime configuration file (else $RUNLAMBDA_CONFIG, else /etc/runlambda/runlambda.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Run Lambda environments even where no memory controller can enforce their memory
+    /// (overrides the config's allow_unenforced_memory; `state` and REPORT lines say so).
+    #[arg(long, global = true)]
+    pub allow_unenforced_memory: bool,
     /// Interpret cgroupsPath as systemd's slice:prefix:name.
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
@@ -220,6 +224,9 @@ pub struct RunArgs {
     /// Seconds an idle environment lives.
     #[arg(long)]
     pub idle_timeout: Option<u32>,
+    /// Milliseconds an environment stays thawed after an invocation (0: freeze at once).
+    #[arg(long)]
+    pub freeze_delay_ms: Option<u32>,
     /// An environment variable for the function, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,

@@ -26,6 +26,7 @@ pub struct FunctionOptions {
     pub ephemeral_storage_mb: Option<u32>,
     pub timeout_s: Option<u32>,
     pub idle_timeout_s: Option<u32>,
+    pub freeze_delay_ms: Option<u32>,
     pub env: Vec<String>,
     pub layer: Option<PathBuf>,
 }
@@ -114,6 +115,7 @@ fn config_json(rootfs: &Path, mounts: Vec<Value>, options: &FunctionOptions) -> 
         ("ephemeral-storage-mb", options.ephemeral_storage_mb),
         ("timeout-s", options.timeout_s),
         ("idle-timeout-s", options.idle_timeout_s),
+        ("freeze-delay-ms", options.freeze_delay_ms),
     ] {
         if let Some(value) = value {
             annotations.insert(format!("com.runlambda.{key}"), value.to_string().into());
@@ -160,6 +162,7 @@ mod tests {
             ephemeral_storage_mb: None,
             timeout_s: Some(5),
             idle_timeout_s: None,
+            freeze_delay_ms: None,
             env: vec!["GREETING=hi".into()],
             layer: None,
         }

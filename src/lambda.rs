@@ -38,6 +38,7 @@ pub fn function(spec: &EnvironmentSpec, memory_enforced: bool) -> Function {
         memory_mb: settings.memory_mb.unwrap_or(128),
         timeout: Duration::from_secs(settings.timeout_s.unwrap_or(3).into()),
         idle_timeout: Duration::from_secs(settings.idle_timeout_s.unwrap_or(300).into()),
+        freeze_delay: Duration::from_millis(settings.freeze_delay_ms.unwrap_or(0).into()),
         region: region.to_string(),
         memory_enforced,
     }

@@ -43,10 +43,11 @@ fn run(cli: Cli) -> Result<()> {
             flag: "--systemd-cgroup",
         });
     }
-    let config = config::load(
+    let mut config = config::load(
         cli.config.as_deref(),
         std::env::var_os("RUNLAMBDA_CONFIG").as_deref(),
     )?;
+    config.allow_unenforced_memory |= cli.allow_unenforced_memory;
     let runtime = Runtime {
         root: cli
             .root
@@ -184,6 +185,7 @@ fn run_function(
             ephemeral_storage_mb: args.ephemeral_storage,
             timeout_s: args.timeout,
             idle_timeout_s: args.idle_timeout,
+            freeze_delay_ms: args.freeze_delay_ms,
             env: args.env,
             layer: args.layer,
         };
@@ -192,6 +194,9 @@ fn run_function(
     let mut global_args = vec!["--root".to_string(), runtime.root.display().to_string()];
     if let Some(config) = config {
         global_args.extend(["--config".to_string(), config.display().to_string()]);
+    }
+    if runtime.config.allow_unenforced_memory {
+        global_args.push("--allow-unenforced-memory".to_string());
     }
     let options = run::RunOptions {
         bundle,

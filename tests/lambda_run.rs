@@ -459,3 +459,54 @@ fn boto3_invokes_the_python_example_unmodified() {
         "nothing may be skipped:\n{report}"
     );
 }
+
+#[test]
+fn the_readmes_first_commands_serve_and_invoke_the_python_example() {
+    let env = Env::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/examples/python-echo");
+    let mut cmd = env.command(&[
+        "run",
+        example.to_str().unwrap(),
+        "--allow-unenforced-memory",
+    ]);
+    cmd.env_remove("RUNLAMBDA_CONFIG");
+    let mut server = Server::spawn(cmd);
+    let out = env.run(&[
+        "invoke",
+        "--endpoint",
+        &server.endpoint,
+        "python-echo",
+        r#"{"hello":"world"}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["echo"], json!({"hello": "world"}));
+    let out = env.run(&[
+        "invoke",
+        "--endpoint",
+        &server.endpoint,
+        "--log-tail",
+        "python-echo",
+        r#"{"raise":"boom"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a function error exits 1");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REPORT RequestId: "));
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
+fn a_freeze_delay_keeps_the_environment_thawed_for_a_while_then_freezes_it() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(&env, &function, &["--freeze-delay-ms", "1500"]);
+    assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
+    let events = leaves(&env)[0].join("cgroup.events");
+    let frozen = || fs::read_to_string(&events).unwrap().contains("frozen 1");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!frozen(), "frozen before the delay ran out");
+    eventually(Duration::from_secs(5), "the delayed freeze", frozen);
+}

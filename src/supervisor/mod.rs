@@ -72,6 +72,8 @@ pub enum TimerKind {
     Init,
     Deadline,
     Idle,
+    /// The end of `com.runlambda.freeze-delay-ms` after an invocation.
+    Freeze,
 }
 
 /// A Runtime API call the current state refuses.
@@ -127,6 +129,8 @@ pub struct Function {
     pub memory_mb: u32,
     pub timeout: Duration,
     pub idle_timeout: Duration,
+    /// How long an idle environment stays thawed (0: freeze at once, as Lambda does).
+    pub freeze_delay: Duration,
     pub region: String,
     pub memory_enforced: bool,
 }
@@ -165,6 +169,8 @@ pub struct Supervisor {
     queue: VecDeque<Accepted>,
     frozen: bool,
     generation: u64,
+    /// The freeze-delay timer's own generation, so that it runs beside the other timer.
+    freeze_generation: u64,
     init_started: Option<Instant>,
     /// Init's duration, reported once, in the REPORT of the first invocation after it.
     init_duration: Option<Duration>,
@@ -195,6 +201,7 @@ impl Supervisor {
             queue: VecDeque::new(),
             frozen: false,
             generation: 0,
+            freeze_generation: 0,
             init_started: None,
             init_duration: None,
             oom_kills: None,
@@ -592,6 +599,12 @@ impl Supervisor {
     }
 
     fn on_timer(&mut self, kind: TimerKind, generation: u64) {
+        if kind == TimerKind::Freeze {
+            if generation == self.freeze_generation {
+                self.freeze_now();
+            }
+            return;
+        }
         if generation != self.generation {
             return;
         }
@@ -604,14 +617,17 @@ impl Supervisor {
             TimerKind::Idle if self.current.is_none() && self.queue.is_empty() => {
                 self.step(Event::Shutdown)
             }
-            TimerKind::Idle => {}
+            TimerKind::Idle | TimerKind::Freeze => {}
         }
     }
 
     /// Arms the one timer of the environment (a new one replaces the old).
     fn arm(&mut self, kind: TimerKind, after: Duration) {
         self.generation += 1;
-        let generation = self.generation;
+        self.start_timer(kind, self.generation, after);
+    }
+
+    fn start_timer(&self, kind: TimerKind, generation: u64, after: Duration) {
         let commands = self.commands.clone();
         tokio::task::spawn_local(async move {
             tokio::time::sleep(after).await;
@@ -643,7 +659,22 @@ impl Supervisor {
         }
     }
 
+    /// Freezes an idle environment: at once (without waiting for the kernel to confirm, so the
+    /// freeze never sits on an invocation's path), or after the freeze delay.
     fn freeze_if_idle(&mut self) {
+        if self.function.freeze_delay.is_zero() {
+            self.freeze_now();
+        } else {
+            self.freeze_generation += 1;
+            self.start_timer(
+                TimerKind::Freeze,
+                self.freeze_generation,
+                self.function.freeze_delay,
+            );
+        }
+    }
+
+    fn freeze_now(&mut self) {
         let idle = self.queue.is_empty() && self.current.is_none();
         if idle && !self.frozen && self.cgroup.request_freeze().is_ok() {
             self.frozen = true;
@@ -651,6 +682,8 @@ impl Supervisor {
     }
 
     fn thaw(&mut self) {
+        // A pending delayed freeze is for an idleness that just ended.
+        self.freeze_generation += 1;
         if self.frozen {
             let _ = self.cgroup.thaw(Duration::from_secs(5));
             self.frozen = false;
