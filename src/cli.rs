@@ -236,8 +236,8 @@ pub struct RunArgs {
     /// Where the Invoke API listens.
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub listen: std::net::SocketAddr,
-    /// The most environments (concurrent invocations) at once.
-    #[arg(long, default_value_t = 1)]
+    /// The most environments (concurrent invocations) at once; past it, 429.
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Environments initialised before the first invocation.
     #[arg(long, default_value_t = 0)]

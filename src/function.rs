@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 pub const FUNCTION_UID: u32 = 993;
 pub const FUNCTION_GID: u32 = 990;
 
+/// The environment's `/etc/hosts`: Lambda's names for the environment itself.
+const HOSTS: &str = "127.0.0.1\tlocalhost sandbox.localdomain sandbox\n::1\tlocalhost\n";
+
 /// The host directories that make up the environment's operating system.
 const OS_DIRS: &[&str] = &[
     "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc",
@@ -87,6 +90,10 @@ pub fn write_bundle(
             _ => {}
         }
     }
+    // Extensions reach the Telemetry API's subscribers as sandbox.localdomain.
+    let hosts = bundle.join("hosts");
+    fs::write(&hosts, HOSTS).map_err(io_err(&hosts))?;
+    mounts.push(read_only_bind(&hosts, Path::new("/etc/hosts")));
     mounts.push(read_only_bind(&code, Path::new("/var/task")));
     if let Some(layer) = &options.layer {
         let layer = fs::canonicalize(layer).map_err(io_err(layer))?;

@@ -510,3 +510,22 @@ fn a_freeze_delay_keeps_the_environment_thawed_for_a_while_then_freezes_it() {
     assert!(!frozen(), "frozen before the delay ran out");
     eventually(Duration::from_secs(5), "the delayed freeze", frozen);
 }
+
+#[test]
+fn a_queued_event_is_not_lost_when_run_is_interrupted() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &[]);
+    let response = server.invoke(
+        "python-echo",
+        br#"{"sleep":1,"print":"the-late-event"}"#,
+        &[("X-Amz-Invocation-Type", "Event")],
+    );
+    assert_eq!(response.status, 202);
+    assert_eq!(server.stop().code(), Some(0));
+    assert!(
+        server.stdout().contains("the-late-event"),
+        "{}",
+        server.stdout()
+    );
+}
