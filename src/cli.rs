@@ -207,7 +207,7 @@ pub struct ExecArgs {
 /// `runlambda run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// A function directory with a `bootstrap` at its root, or an OCI bundle.
+    /// A function directory or `.zip` with a `bootstrap` at its root, or an OCI bundle.
     pub function: PathBuf,
     /// The function's name (default: the directory's name).
     #[arg(long)]
@@ -230,7 +230,7 @@ pub struct RunArgs {
     /// An environment variable for the function, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// A layer directory, mounted at /opt.
+    /// A layer (directory or `.zip`), mounted at /opt.
     #[arg(long)]
     pub layer: Option<PathBuf>,
     /// Where the Invoke API listens.

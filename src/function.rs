@@ -39,12 +39,39 @@ pub struct FunctionOptions {
 pub enum FunctionError {
     #[error("{0} has no executable bootstrap at its root (the Lambda \"provided\" layout)")]
     NoBootstrap(PathBuf),
+    #[error("cannot unpack {path}")]
+    Zip {
+        path: PathBuf,
+        #[source]
+        source: zip::result::ZipError,
+    },
     #[error("cannot prepare the bundle at {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+}
+
+/// Whether `path` is a `.zip` deployment package (or layer) rather than a directory.
+pub fn is_zip(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) && path.is_file()
+}
+
+/// Unpacks a `.zip` deployment package or layer into `dest`, keeping the files' modes (a
+/// `bootstrap` must stay executable), as Lambda does.
+pub fn unpack_zip(zip: &Path, dest: &Path) -> Result<PathBuf, FunctionError> {
+    let bad = |source: zip::result::ZipError| FunctionError::Zip {
+        path: zip.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(zip).map_err(|source| FunctionError::Io {
+        path: zip.to_path_buf(),
+        source,
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(bad)?;
+    archive.extract(dest).map_err(bad)?;
+    Ok(dest.to_path_buf())
 }
 
 /// Whether `dir` is an OCI bundle (has a config.json) rather than a function directory.
@@ -161,6 +188,7 @@ fn config_json(rootfs: &Path, mounts: Vec<Value>, options: &FunctionOptions) -> 
 mod tests {
     use super::*;
     use crate::config::RuntimeConfig;
+    use std::os::unix::fs::PermissionsExt;
 
     fn options() -> FunctionOptions {
         FunctionOptions {
@@ -200,6 +228,29 @@ mod tests {
             .mounts
             .iter()
             .any(|m| m.destination == Path::new("/tmp")));
+    }
+
+    #[test]
+    fn a_zip_unpacks_with_its_modes() {
+        use std::io::Write;
+        let work = tempfile::tempdir().unwrap();
+        let zip_path = work.path().join("fn.zip");
+        let mut writer = zip::ZipWriter::new(fs::File::create(&zip_path).unwrap());
+        let executable = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        writer.start_file("bootstrap", executable).unwrap();
+        writer.write_all(b"#!/bin/sh\n").unwrap();
+        writer
+            .start_file("lib/data.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(b"data").unwrap();
+        writer.finish().unwrap();
+        assert!(is_zip(&zip_path));
+        let code = unpack_zip(&zip_path, &work.path().join("code")).unwrap();
+        let mode = fs::metadata(code.join("bootstrap")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(fs::read_to_string(code.join("lib/data.txt")).unwrap(), "data");
+        let err = unpack_zip(&code.join("lib/data.txt"), &work.path().join("x")).unwrap_err();
+        assert!(err.to_string().contains("data.txt"), "{err}");
     }
 
     #[test]

@@ -529,3 +529,20 @@ fn a_queued_event_is_not_lost_when_run_is_interrupted() {
         server.stdout()
     );
 }
+
+#[test]
+fn a_zip_deployment_package_is_served_under_its_file_name() {
+    use std::io::Write;
+    let env = Env::with_config(HYBRID_OK);
+    let zip_path = env.dir.path().join("zipped-echo.zip");
+    let mut writer = zip::ZipWriter::new(fs::File::create(&zip_path).unwrap());
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    writer.start_file("bootstrap", options).unwrap();
+    let bootstrap = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/examples/python-echo/bootstrap");
+    writer.write_all(&fs::read(bootstrap).unwrap()).unwrap();
+    writer.finish().unwrap();
+    let server = start(&env, &zip_path, &[]);
+    let response = server.invoke("zipped-echo", br#"{"z":1}"#, &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(json_body(&response)["functionName"], "zipped-echo");
+}
