@@ -55,7 +55,9 @@ pub enum FunctionError {
 
 /// Whether `path` is a `.zip` deployment package (or layer) rather than a directory.
 pub fn is_zip(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("zip")) && path.is_file()
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+        && path.is_file()
 }
 
 /// Unpacks a `.zip` deployment package or layer into `dest`, keeping the files' modes (a
@@ -246,9 +248,15 @@ mod tests {
         writer.finish().unwrap();
         assert!(is_zip(&zip_path));
         let code = unpack_zip(&zip_path, &work.path().join("code")).unwrap();
-        let mode = fs::metadata(code.join("bootstrap")).unwrap().permissions().mode();
+        let mode = fs::metadata(code.join("bootstrap"))
+            .unwrap()
+            .permissions()
+            .mode();
         assert_eq!(mode & 0o777, 0o755);
-        assert_eq!(fs::read_to_string(code.join("lib/data.txt")).unwrap(), "data");
+        assert_eq!(
+            fs::read_to_string(code.join("lib/data.txt")).unwrap(),
+            "data"
+        );
         let err = unpack_zip(&code.join("lib/data.txt"), &work.path().join("x")).unwrap_err();
         assert!(err.to_string().contains("data.txt"), "{err}");
     }

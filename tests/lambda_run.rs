@@ -538,11 +538,82 @@ fn a_zip_deployment_package_is_served_under_its_file_name() {
     let mut writer = zip::ZipWriter::new(fs::File::create(&zip_path).unwrap());
     let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
     writer.start_file("bootstrap", options).unwrap();
-    let bootstrap = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/examples/python-echo/bootstrap");
+    let bootstrap =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/examples/python-echo/bootstrap");
     writer.write_all(&fs::read(bootstrap).unwrap()).unwrap();
     writer.finish().unwrap();
     let server = start(&env, &zip_path, &[]);
     let response = server.invoke("zipped-echo", br#"{"z":1}"#, &[]);
     assert_eq!(response.status, 200, "{}", response.text());
     assert_eq!(json_body(&response)["functionName"], "zipped-echo");
+}
+
+/// A function that tries to break out of its environment and reports what each try got.
+const ESCAPE: &str = r#"#!/usr/bin/env python3
+import ctypes, errno, http.client, json, os, signal, stat
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(action):
+    try:
+        action()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+def mount():
+    if libc.mount(b"none", b"/tmp", b"tmpfs", 0, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount")
+def status(field):
+    return next(l.split()[1] for l in open("/proc/self/status") if l.startswith(field + ":"))
+while True:
+    conn = http.client.HTTPConnection(host, int(port))
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = conn.getresponse(); r.read()
+    rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+    results = {
+        "uid": os.getuid(),
+        "cap_eff": status("CapEff"),
+        "no_new_privs": status("NoNewPrivs"),
+        "write_init_exe": attempt(lambda: open("/proc/1/exe", "wb")),
+        "read_init_environ": attempt(lambda: open("/proc/1/environ", "rb").read()),
+        "mount": attempt(mount),
+        "mknod": attempt(lambda: os.mknod("/tmp/disk", stat.S_IFBLK | 0o600, os.makedev(8, 0))),
+        "write_task": attempt(lambda: open("/var/task/new", "w")),
+        "state_dir_visible": os.path.exists(os.environ["STATE_DIR"]),
+        "kill_init": attempt(lambda: os.kill(1, signal.SIGKILL)),
+    }
+    conn.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", json.dumps(results))
+    conn.getresponse().read()
+"#;
+
+#[test]
+fn a_function_cannot_reach_the_host_or_the_init() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = env.dir.path().join("escape");
+    fs::create_dir(&function).unwrap();
+    fs::write(function.join("bootstrap"), ESCAPE).unwrap();
+    fs::set_permissions(
+        function.join("bootstrap"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let state_dir = format!("STATE_DIR={}", env.root.display());
+    let server = start(&env, &readable(function), &["--env", &state_dir]);
+    let response = server.invoke("escape", b"{}", &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let results = json_body(&response);
+    assert_eq!(results["uid"], 993, "the function is not root: {results}");
+    assert_eq!(results["cap_eff"], "0000000000000000", "{results}");
+    assert_eq!(results["no_new_privs"], "1", "{results}");
+    for (attempt, errno) in [
+        ("write_init_exe", "EACCES"),
+        ("read_init_environ", "EACCES"),
+        ("mount", "EPERM"),
+        ("mknod", "EPERM"),
+        ("write_task", "EROFS"),
+    ] {
+        assert_eq!(results[attempt], errno, "{attempt}: {results}");
+    }
+    assert_eq!(results["state_dir_visible"], false, "{results}");
+    // SIGKILL from inside the pid namespace cannot reach its init; the environment lives on.
+    assert_eq!(server.invoke("escape", b"{}", &[]).status, 200);
 }
