@@ -59,6 +59,8 @@ pub enum Event {
     Timeout,
     /// The runtime process exited.
     RuntimeExit,
+    /// The OOM killer killed the runtime.
+    OutOfMemory,
     /// Every extension waits in `/extension/event/next` (always true without extensions).
     ExtensionsReady,
     /// An extension failed: its process exited or could not start, or it posted `init/error`.
@@ -81,6 +83,8 @@ pub enum Failure {
     RuntimeExit,
     /// `Runtime.InitError` (the runtime reported an Init failure).
     InitError,
+    /// `Runtime.OutOfMemory`.
+    OutOfMemory,
     /// `Extension.Crash`, `Extension.LaunchError`, `Extension.InitError` … (the supervisor
     /// knows which extension failed how).
     Extension,
@@ -174,6 +178,10 @@ pub fn on(phase: Phase, event: Event) -> Result<(Phase, &'static [Effect]), Wron
             P::Resetting,
             &[Fail(Failure::RuntimeExit), Shutdown(R::Failure)],
         ),
+        (P::Initializing | P::InitFinishing, E::OutOfMemory) => (
+            P::Resetting,
+            &[Fail(Failure::OutOfMemory), Shutdown(R::Failure)],
+        ),
         (
             P::StartingExtensions
             | P::Initializing
@@ -201,17 +209,23 @@ pub fn on(phase: Phase, event: Event) -> Result<(Phase, &'static [Effect]), Wron
             P::Resetting,
             &[Fail(Failure::RuntimeExit), Shutdown(R::Failure)],
         ),
-        (P::Ready, E::RuntimeExit) => (P::Resetting, &[Shutdown(R::Failure)]),
+        (P::Invoking | P::Responded | P::InvokeFinishing, E::OutOfMemory) => (
+            P::Resetting,
+            &[Fail(Failure::OutOfMemory), Shutdown(R::Failure)],
+        ),
+        (P::Ready, E::RuntimeExit | E::OutOfMemory) => (P::Resetting, &[Shutdown(R::Failure)]),
         (P::Responded, E::Next) => (P::InvokeFinishing, &[]),
         (P::InvokeFinishing, E::ExtensionsReady) => (P::Ready, &[Complete, Freeze]),
         (P::Resetting, E::ShutdownDone) => (P::Emptying, &[KillAll]),
         (P::Emptying, E::Emptied) => (P::Reset, &[Freeze]),
         // Exits reported while shutting down or emptying are expected.
-        (P::Resetting | P::Emptying, E::RuntimeExit | E::ExtensionFailed) => (phase, &[]),
+        (P::Resetting | P::Emptying, E::RuntimeExit | E::OutOfMemory | E::ExtensionFailed) => {
+            (phase, &[])
+        }
         (P::ShuttingDown, E::ShutdownDone) => (P::Exiting, &[ExitInit]),
         (
             P::ShuttingDown | P::Exiting,
-            E::RuntimeExit | E::ExtensionFailed | E::Emptied | E::Shutdown,
+            E::RuntimeExit | E::OutOfMemory | E::ExtensionFailed | E::Emptied | E::Shutdown,
         ) => (phase, &[]),
         (P::Exiting, E::ShutdownDone) => (P::Exiting, &[]),
         (_, E::Shutdown) => (
@@ -246,7 +260,7 @@ mod tests {
         P::ShuttingDown,
         P::Exiting,
     ];
-    const EVENTS: [Event; 14] = [
+    const EVENTS: [Event; 15] = [
         E::Start,
         E::Next,
         E::Invoke,
@@ -256,6 +270,7 @@ mod tests {
         E::InitTimeout,
         E::Timeout,
         E::RuntimeExit,
+        E::OutOfMemory,
         E::ExtensionsReady,
         E::ExtensionFailed,
         E::ShutdownDone,
@@ -321,6 +336,12 @@ mod tests {
                 P::Resetting,
                 vec![Shutdown(R::Failure)],
             ),
+            (
+                P::Ready,
+                E::OutOfMemory,
+                P::Resetting,
+                vec![Shutdown(R::Failure)],
+            ),
             (P::Resetting, E::ShutdownDone, P::Emptying, vec![KillAll]),
             (P::Emptying, E::Emptied, P::Reset, vec![Freeze]),
             (P::ShuttingDown, E::ShutdownDone, P::Exiting, vec![ExitInit]),
@@ -341,6 +362,12 @@ mod tests {
                 P::Resetting,
                 fail(Failure::RuntimeExit, R::Failure),
             ));
+            rows.push((
+                phase,
+                E::OutOfMemory,
+                P::Resetting,
+                fail(Failure::OutOfMemory, R::Failure),
+            ));
         }
         for phase in [P::Invoking, P::Responded, P::InvokeFinishing] {
             rows.push((
@@ -354,6 +381,12 @@ mod tests {
                 E::RuntimeExit,
                 P::Resetting,
                 fail(Failure::RuntimeExit, R::Failure),
+            ));
+            rows.push((
+                phase,
+                E::OutOfMemory,
+                P::Resetting,
+                fail(Failure::OutOfMemory, R::Failure),
             ));
         }
         for phase in [
@@ -372,12 +405,18 @@ mod tests {
             ));
         }
         for phase in [P::Resetting, P::Emptying] {
-            for event in [E::RuntimeExit, E::ExtensionFailed] {
+            for event in [E::RuntimeExit, E::OutOfMemory, E::ExtensionFailed] {
                 rows.push((phase, event, phase, vec![]));
             }
         }
         for phase in [P::ShuttingDown, P::Exiting] {
-            for event in [E::RuntimeExit, E::ExtensionFailed, E::Emptied, E::Shutdown] {
+            for event in [
+                E::RuntimeExit,
+                E::OutOfMemory,
+                E::ExtensionFailed,
+                E::Emptied,
+                E::Shutdown,
+            ] {
                 rows.push((phase, event, phase, vec![]));
             }
         }

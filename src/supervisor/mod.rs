@@ -99,6 +99,8 @@ pub enum TimerKind {
     Deadline,
     Idle,
     Shutdown,
+    /// The end of `com.runlambda.freeze-delay-ms` after an invocation.
+    Freeze,
 }
 
 /// A Runtime API call the current state refuses.
@@ -154,6 +156,8 @@ pub struct Function {
     pub memory_mb: u32,
     pub timeout: Duration,
     pub idle_timeout: Duration,
+    /// How long an idle environment stays thawed (0: freeze at once, as Lambda does).
+    pub freeze_delay: Duration,
     pub region: String,
     pub memory_enforced: bool,
 }
@@ -208,12 +212,16 @@ pub struct Supervisor {
     queue: VecDeque<Accepted>,
     frozen: bool,
     generation: u64,
+    /// The freeze-delay timer's own generation, so that it runs beside the other timer.
+    freeze_generation: u64,
     init_started: Option<Instant>,
     /// Init's duration, reported once, in the REPORT of the first invocation after it.
     init_duration: Option<Duration>,
     /// `phase` of the current Init's records: `init`, or `invoke` for an Init inside an
     /// invocation (after a reset).
     init_phase: &'static str,
+    /// The leaf's OOM-kill count when last looked at: a rise means the runtime ran out of memory.
+    oom_kills: Option<u64>,
     log: LogBook,
 }
 
@@ -257,9 +265,11 @@ impl Supervisor {
             queue: VecDeque::new(),
             frozen: false,
             generation: 0,
+            freeze_generation: 0,
             init_started: None,
             init_duration: None,
             init_phase: "init",
+            oom_kills: None,
             log: LogBook::default(),
         })
     }
@@ -728,6 +738,15 @@ impl Supervisor {
                 Status::Error,
                 format!("RequestId: {id} Error: the runtime failed to initialise"),
             ),
+            Failure::OutOfMemory => (
+                "Runtime.OutOfMemory".into(),
+                Status::Error,
+                format!(
+                    "RequestId: {id} Error: Runtime exited with error: signal: killed \
+                     (out of memory: {} MB)",
+                    self.function.memory_mb
+                ),
+            ),
             Failure::Extension => {
                 let (error_type, cause) = self
                     .extension_failure
@@ -832,7 +851,14 @@ impl Supervisor {
                 if self.runtime_pid == Some(pid) {
                     self.runtime_pid = None;
                     self.log.line(&format!("runtime exited with status {code}"));
-                    self.step(Event::RuntimeExit);
+                    let oom = self.cgroup.oom_kills().ok().flatten();
+                    let killed_by_oom = oom.unwrap_or(0) > self.oom_kills.unwrap_or(0);
+                    self.oom_kills = oom;
+                    self.step(if killed_by_oom {
+                        Event::OutOfMemory
+                    } else {
+                        Event::RuntimeExit
+                    });
                 } else if let Some(name) = self.extensions.exited(pid) {
                     let expected = matches!(
                         self.phase,
@@ -988,6 +1014,12 @@ impl Supervisor {
     }
 
     fn on_timer(&mut self, kind: TimerKind, generation: u64) {
+        if kind == TimerKind::Freeze {
+            if generation == self.freeze_generation {
+                self.freeze_now();
+            }
+            return;
+        }
         if generation != self.generation {
             return;
         }
@@ -1005,7 +1037,7 @@ impl Supervisor {
             TimerKind::Idle if self.current.is_none() && self.queue.is_empty() => {
                 self.step(Event::Shutdown)
             }
-            TimerKind::Idle => {}
+            TimerKind::Idle | TimerKind::Freeze => {}
             TimerKind::Shutdown => self.step(Event::ShutdownDone),
         }
     }
@@ -1013,7 +1045,10 @@ impl Supervisor {
     /// Arms the one timer of the environment (a new one replaces the old).
     fn arm(&mut self, kind: TimerKind, after: Duration) {
         self.generation += 1;
-        let generation = self.generation;
+        self.start_timer(kind, self.generation, after);
+    }
+
+    fn start_timer(&self, kind: TimerKind, generation: u64, after: Duration) {
         let commands = self.commands.clone();
         tokio::task::spawn_local(async move {
             tokio::time::sleep(after).await;
@@ -1089,7 +1124,22 @@ impl Supervisor {
         }
     }
 
+    /// Freezes an idle environment: at once (without waiting for the kernel to confirm, so the
+    /// freeze never sits on an invocation's path), or after the freeze delay.
     fn freeze_if_idle(&mut self) {
+        if self.function.freeze_delay.is_zero() {
+            self.freeze_now();
+        } else {
+            self.freeze_generation += 1;
+            self.start_timer(
+                TimerKind::Freeze,
+                self.freeze_generation,
+                self.function.freeze_delay,
+            );
+        }
+    }
+
+    fn freeze_now(&mut self) {
         let idle = self.queue.is_empty() && self.current.is_none();
         if idle && !self.frozen && self.cgroup.request_freeze().is_ok() {
             self.frozen = true;
@@ -1097,6 +1147,8 @@ impl Supervisor {
     }
 
     fn thaw(&mut self) {
+        // A pending delayed freeze is for an idleness that just ended.
+        self.freeze_generation += 1;
         if self.frozen {
             let _ = self.cgroup.thaw(Duration::from_secs(5));
             self.frozen = false;

@@ -208,6 +208,7 @@ mod tests {
             memory_mb: 256,
             timeout: Duration::from_secs(3),
             idle_timeout: Duration::from_secs(300),
+            freeze_delay: Duration::ZERO,
             region: "us-east-1".into(),
             memory_enforced: true,
         };
