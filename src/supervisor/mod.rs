@@ -27,7 +27,7 @@ use crate::api::telemetry::{
     InitMetrics, Record, ReportMetrics, RuntimeDoneMetrics, Status, TraceContext,
 };
 use crate::api::wire;
-use crate::cgroup::Cgroup;
+use crate::cgroup::{Cgroup, Freezer};
 use crate::lifecycle::{self, Effect, Event, Failure, Phase, ShutdownReason};
 use crate::sandbox::channel::{Channel, FromInit, ToInit};
 use crate::spec::EnvironmentSpec;
@@ -193,6 +193,8 @@ pub struct Supervisor {
     spec: EnvironmentSpec,
     function: Function,
     cgroup: Cgroup,
+    /// The leaf's `cgroup.freeze`, held open for the freeze and thaw around each invocation.
+    freezer: Freezer,
     init: Rc<AsyncFd<Channel>>,
     /// The init's pid on the host, to read the environment's `/opt/extensions`.
     init_pid: i32,
@@ -246,9 +248,11 @@ impl Supervisor {
                 None
             }
         };
+        let freezer = cgroup.freezer().map_err(std::io::Error::other)?;
         Ok(Self {
             spec,
             function,
+            freezer,
             cgroup,
             init: Rc::new(crate::sys::async_fd(init)?),
             init_pid,
@@ -1141,7 +1145,7 @@ impl Supervisor {
 
     fn freeze_now(&mut self) {
         let idle = self.queue.is_empty() && self.current.is_none();
-        if idle && !self.frozen && self.cgroup.request_freeze().is_ok() {
+        if idle && !self.frozen && self.freezer.request_freeze().is_ok() {
             self.frozen = true;
         }
     }
@@ -1150,7 +1154,7 @@ impl Supervisor {
         // A pending delayed freeze is for an idleness that just ended.
         self.freeze_generation += 1;
         if self.frozen {
-            let _ = self.cgroup.thaw(Duration::from_secs(5));
+            let _ = self.freezer.request_thaw();
             self.frozen = false;
         }
     }
