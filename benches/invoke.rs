@@ -36,6 +36,8 @@
 //!   "floor + freeze/thaw" adds freezing to the floor: its runtime sits in a cgroup2 leaf of its
 //!   own, which the floor server thaws before each delivery and asks to freeze (without
 //!   waiting, through a `cgroup.freeze` file it keeps open) when the runtime waits in `next`.
+//!   The row "runlambda, freeze delay" runs with `--freeze-delay-ms 10`: back-to-back invokes
+//!   do not freeze the environment between them.
 //!   The row "runlambda --memory 128" runs the function at Lambda's default size, whose CPU
 //!   share (`cpu.max` 7.2 ms per 100 ms) throttles the runtime. Below the table: the CPU time
 //!   each process used per invoke (`/proc/PID/task/*/schedstat`, the client's thread CPU
@@ -182,8 +184,15 @@ fn run() -> Result<()> {
         LAMBDA_DEFAULT_MEMORY => None,
         _ => Some(RunServer::start(&bench, 1, LAMBDA_DEFAULT_MEMORY)?),
     };
+    // Back-to-back invokes within the delay never freeze.
+    let delayed = RunServer::start_with(&bench, 1, memory, &["--freeze-delay-ms", "10"])?;
     let mut targets = vec![
         Target::new("runlambda run", single.endpoint, bench.cpu_pids(&single)?),
+        Target::new(
+            "runlambda, freeze delay",
+            delayed.endpoint,
+            bench.cpu_pids(&delayed)?,
+        ),
         Target::new(FLOOR, floor1.endpoint, floor1.pids()),
         Target::new(
             "floor + freeze/thaw",
@@ -223,6 +232,7 @@ fn run() -> Result<()> {
     }
     let floor1_memory = floor1.memory();
     drop(floor1);
+    drop(delayed);
     drop(floor_freeze);
     if let Some(r) = rie_server.as_mut() {
         r.stop();
@@ -679,7 +689,14 @@ impl RunServer {
     /// `run` with `level` environments provisioned, `--concurrency level` and `--memory`,
     /// once every environment has finished Init (its runtime waits in `next`, frozen).
     fn start(bench: &Bench, level: usize, memory: u32) -> Result<RunServer> {
-        let server = Self::spawn(bench.run_command(level, level, memory))?;
+        Self::start_with(bench, level, memory, &[])
+    }
+
+    /// `start` with more options for `run`.
+    fn start_with(bench: &Bench, level: usize, memory: u32, extra: &[&str]) -> Result<RunServer> {
+        let mut command = bench.run_command(level, level, memory);
+        command.args(extra);
+        let server = Self::spawn(command)?;
         let deadline = Instant::now() + STARTUP_TIMEOUT;
         loop {
             // Until then an environment may lack its runtime, or `create` still be running.
