@@ -5,8 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
@@ -147,14 +146,7 @@ impl Runtime {
         cgroup: &Cgroup,
         pid_file: Option<&Path>,
     ) -> Result<()> {
-        let socket = dir.notify_socket();
-        let notify_err = |source| Error::NotifySocket {
-            path: socket.clone(),
-            source,
-        };
-        let notify = UnixListener::bind(&socket).map_err(notify_err)?;
-        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
-            .map_err(notify_err)?;
+        let notify = dir.bind_socket(state::NOTIFY_SOCKET)?;
         // A plain init waits for `start` itself; a Lambda environment's supervisor does.
         let (init_notify, supervisor_notify) = if spec.is_lambda() {
             (None, Some(notify))
@@ -263,9 +255,17 @@ impl Runtime {
         if all {
             return Ok(container.cgroup.signal_all(signal)?);
         }
-        // An idle Lambda environment sits frozen by its supervisor; its init must run to pass
-        // the signal on (a pause by the user is left alone, as runc would).
         if container.record.lambda && container.status() != Status::Paused {
+            // A Lambda environment ends with its Shutdown phase: its supervisor runs it when
+            // asked on the control socket. Signalling the init instead could leave the signal
+            // pending in a freshly frozen environment.
+            if matches!(signal, Signal::SIGTERM | Signal::SIGINT)
+                && container.request_shutdown().is_ok()
+            {
+                return Ok(());
+            }
+            // An idle environment sits frozen by its supervisor; the init must run to pass
+            // the signal on (a pause by the user is left alone, as runc would).
             container.cgroup.thaw(CGROUP_TIMEOUT)?;
         }
         container.signal_init(signal)
@@ -375,6 +375,15 @@ impl Container {
             verb,
             hint: "",
         })
+    }
+
+    /// Asks a Lambda environment's supervisor for its Shutdown (the exchange `start` uses:
+    /// one byte each way).
+    fn request_shutdown(&self) -> std::io::Result<()> {
+        let mut conn = UnixStream::connect(self.dir.path().join(state::CONTROL_SOCKET))?;
+        conn.write_all(&[crate::supervisor::serve::TERMINATE])?;
+        let mut reply = [0u8; 1];
+        conn.read_exact(&mut reply)
     }
 
     fn signal_init(&self, signal: Signal) -> Result<()> {

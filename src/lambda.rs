@@ -4,7 +4,6 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
@@ -14,7 +13,7 @@ use nix::unistd::{ForkResult, Pid};
 use crate::cgroup::Cgroup;
 use crate::sandbox::Spawned;
 use crate::spec::EnvironmentSpec;
-use crate::state::StateDir;
+use crate::state::{self, StateDir};
 use crate::supervisor::serve::{self, Listeners};
 use crate::supervisor::Function;
 use crate::{Error, Result};
@@ -53,14 +52,8 @@ pub fn bind_listeners(
     init: Pid,
     notify: UnixListener,
 ) -> Result<Listeners> {
-    let path = serve::invoke_socket(dir.path());
-    let listen_err = |source| Error::Listen {
-        what: path.display().to_string(),
-        source,
-    };
-    let invoke = UnixListener::bind(&path).map_err(listen_err)?;
-    // Only root may invoke through the state directory, whatever the umask said.
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(listen_err)?;
+    let invoke = dir.bind_socket(state::INVOKE_SOCKET)?;
+    let control = dir.bind_socket(state::CONTROL_SOCKET)?;
     let runtime = bind_in_netns(
         init,
         SocketAddr::from((Ipv4Addr::LOCALHOST, RUNTIME_API_PORT)),
@@ -75,6 +68,7 @@ pub fn bind_listeners(
         invoke,
         runtime,
         invoke_tcp,
+        control,
     })
 }
 

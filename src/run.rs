@@ -21,7 +21,6 @@ use tokio::sync::Notify;
 
 use crate::api::{invoke, wire};
 use crate::container::Runtime;
-use crate::supervisor::serve::invoke_socket;
 use crate::{Error, Result};
 
 /// How `run` was asked to serve.
@@ -365,7 +364,8 @@ async fn forward(
 }
 
 async fn connect(root: &Path, id: &str) -> std::io::Result<SendRequest<Full<Bytes>>> {
-    let stream = tokio::net::UnixStream::connect(invoke_socket(&root.join(id))).await?;
+    let stream =
+        tokio::net::UnixStream::connect(root.join(id).join(crate::state::INVOKE_SOCKET)).await?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;

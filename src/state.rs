@@ -165,7 +165,19 @@ impl StateDir {
 
     /// The socket the init waits on until `start` connects.
     pub fn notify_socket(&self) -> PathBuf {
-        self.dir.join("notify.sock")
+        self.dir.join(NOTIFY_SOCKET)
+    }
+
+    /// Binds a unix socket named `name` in the directory, readable and writable by root alone
+    /// whatever the umask (the directory itself is 0700 too).
+    pub fn bind_socket(&self, name: &str) -> Result<std::os::unix::net::UnixListener> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.dir.join(name);
+        let listener =
+            std::os::unix::net::UnixListener::bind(&path).map_err(io_err("bind socket", &path))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+            .map_err(io_err("restrict socket", &path))?;
+        Ok(listener)
     }
 
     /// Records (or clears) that the user paused the container: a Lambda environment's cgroup
@@ -232,6 +244,12 @@ impl StateDir {
 }
 
 const STATE_FILE: &str = "state.json";
+/// The socket `start` connects to.
+pub const NOTIFY_SOCKET: &str = "notify.sock";
+/// A Lambda environment's Invoke API.
+pub const INVOKE_SOCKET: &str = "invoke.sock";
+/// A Lambda environment's control socket (`kill` asks for the Shutdown there).
+pub const CONTROL_SOCKET: &str = "control.sock";
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
 pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {

@@ -193,7 +193,9 @@ fn the_rust_extension_receives_platform_and_function_telemetry() {
 fn a_timeout_gives_extensions_shutdown_timeout_and_the_next_init_relaunches_them() {
     let env = Env::with_config(HYBRID_OK);
     let layer = extension_layer(env.dir.path());
-    let mut server = start(&env, &layer, &["--timeout", "1"]);
+    // A whole CPU (1,769 MB), so that the second Init, which counts against the second
+    // invocation's 1 s, is not starved by Lambda's CPU share of a small function.
+    let mut server = start(&env, &layer, &["--timeout", "1", "--memory", "1769"]);
     let response = server.invoke("python-echo", br#"{"sleep":30}"#, &[]);
     assert_eq!(json_body(&response)["errorType"], "Sandbox.Timedout");
     eventually(Duration::from_secs(10), "SHUTDOWN timeout", || {

@@ -145,7 +145,9 @@ fn a_runtime_that_exits_mid_invoke_is_an_exit_error_and_the_next_invoke_reinitia
 fn a_timeout_is_sandbox_timedout_and_the_next_invoke_reinitialises() {
     let env = Env::with_config(HYBRID_OK);
     let function = readable(python_function(env.dir.path()));
-    let server = start(&env, &function, &["--timeout", "1"]);
+    // A whole CPU, so that the Init inside the second invocation's 1 s is not starved by the
+    // CPU share of a 128 MB function.
+    let server = start(&env, &function, &["--timeout", "1", "--memory", "1769"]);
     let started = std::time::Instant::now();
     let response = server.invoke("python-echo", br#"{"sleep":30}"#, &[]);
     assert!(

@@ -216,6 +216,10 @@ pub struct Supervisor {
     generation: u64,
     /// The freeze-delay timer's own generation, so that it runs beside the other timer.
     freeze_generation: u64,
+    /// The running timers (the environment's one, and the freeze delay's): re-arming one stops
+    /// the old task, so timers never pile up however many invocations pass.
+    timer: Option<tokio::task::JoinHandle<()>>,
+    freeze_timer: Option<tokio::task::JoinHandle<()>>,
     init_started: Option<Instant>,
     /// Init's duration, reported once, in the REPORT of the first invocation after it.
     init_duration: Option<Duration>,
@@ -270,6 +274,8 @@ impl Supervisor {
             frozen: false,
             generation: 0,
             freeze_generation: 0,
+            timer: None,
+            freeze_timer: None,
             init_started: None,
             init_duration: None,
             init_phase: "init",
@@ -1048,20 +1054,35 @@ impl Supervisor {
 
     /// Arms the one timer of the environment (a new one replaces the old).
     fn arm(&mut self, kind: TimerKind, after: Duration) {
-        self.generation += 1;
-        self.start_timer(kind, self.generation, after);
+        self.disarm();
+        self.timer = Some(self.start_timer(kind, self.generation, after));
     }
 
-    fn start_timer(&self, kind: TimerKind, generation: u64, after: Duration) {
+    fn start_timer(
+        &self,
+        kind: TimerKind,
+        generation: u64,
+        after: Duration,
+    ) -> tokio::task::JoinHandle<()> {
         let commands = self.commands.clone();
         tokio::task::spawn_local(async move {
             tokio::time::sleep(after).await;
             let _ = commands.send(Command::Timer { kind, generation });
-        });
+        })
     }
 
     fn disarm(&mut self) {
         self.generation += 1;
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
+
+    fn disarm_freeze(&mut self) {
+        self.freeze_generation += 1;
+        if let Some(timer) = self.freeze_timer.take() {
+            timer.abort();
+        }
     }
 
     /// Init begins: its records start, its timer runs (unless it runs inside an invocation,
@@ -1134,17 +1155,20 @@ impl Supervisor {
         if self.function.freeze_delay.is_zero() {
             self.freeze_now();
         } else {
-            self.freeze_generation += 1;
-            self.start_timer(
+            self.disarm_freeze();
+            self.freeze_timer = Some(self.start_timer(
                 TimerKind::Freeze,
                 self.freeze_generation,
                 self.function.freeze_delay,
-            );
+            ));
         }
     }
 
     fn freeze_now(&mut self) {
-        let idle = self.queue.is_empty() && self.current.is_none();
+        // Only a Ready or Reset environment rests; one shutting down must keep running.
+        let idle = self.queue.is_empty()
+            && self.current.is_none()
+            && matches!(self.phase, Phase::Ready | Phase::Reset);
         if idle && !self.frozen && self.freezer.request_freeze().is_ok() {
             self.frozen = true;
         }
@@ -1152,7 +1176,7 @@ impl Supervisor {
 
     fn thaw(&mut self) {
         // A pending delayed freeze is for an idleness that just ended.
-        self.freeze_generation += 1;
+        self.disarm_freeze();
         if self.frozen {
             let _ = self.freezer.request_thaw();
             self.frozen = false;

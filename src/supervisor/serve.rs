@@ -3,7 +3,6 @@
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
 use std::rc::Rc;
 
 use tokio::sync::mpsc;
@@ -12,7 +11,7 @@ use tokio::task::spawn_local;
 use super::{Command, Function, Supervisor};
 use crate::api;
 use crate::cgroup::Cgroup;
-use crate::sandbox::channel::Channel;
+use crate::sandbox::channel::{Channel, FromInit};
 use crate::sandbox::init::{START, STARTED};
 use crate::spec::EnvironmentSpec;
 
@@ -26,6 +25,9 @@ pub struct Listeners {
     pub runtime: std::net::TcpListener,
     /// The Invoke API on `com.runlambda.invoke-port` inside the network namespace.
     pub invoke_tcp: Option<std::net::TcpListener>,
+    /// `kill` asks for the Shutdown here (the init may be frozen and unable to pass on a
+    /// signal).
+    pub control: std::os::unix::net::UnixListener,
 }
 
 /// Serves the environment until its init is gone; never returns.
@@ -64,7 +66,18 @@ pub fn serve(
             commands.clone(),
         ));
         spawn_local(watch_init(init_pidfd, commands.clone()));
-        spawn_local(wait_for_start(listeners.notify, commands.clone()));
+        spawn_local(answer_requests(
+            listeners.notify,
+            START[0],
+            Request::Start,
+            commands.clone(),
+        ));
+        spawn_local(answer_requests(
+            listeners.control,
+            TERMINATE,
+            Request::Terminate,
+            commands.clone(),
+        ));
         let to_runtime = commands.clone();
         spawn_local(api::serve_tcp(
             tokio::net::TcpListener::from_std(listeners.runtime)?,
@@ -101,9 +114,24 @@ async fn watch_init(pidfd: OwnedFd, commands: mpsc::UnboundedSender<Command>) {
     let _ = commands.send(Command::InitGone);
 }
 
-/// Waits for `start` on the notify socket, answers it, and starts Init.
-async fn wait_for_start(
+/// What `kill` writes on the control socket to ask for the environment's Shutdown.
+pub const TERMINATE: u8 = b't';
+
+/// A one-byte request on the notify or control socket.
+#[derive(Clone, Copy)]
+enum Request {
+    /// `start`: run Init (answered once; the socket's removal marks the start).
+    Start,
+    /// `kill` with SIGTERM or SIGINT: shut down.
+    Terminate,
+}
+
+/// Answers one-byte requests `expected` on `listener` with one byte and turns them into
+/// commands: `start` once, `kill` as often as it comes.
+async fn answer_requests(
     listener: std::os::unix::net::UnixListener,
+    expected: u8,
+    request: Request,
     commands: mpsc::UnboundedSender<Command>,
 ) {
     let Ok(()) = listener.set_nonblocking(true) else {
@@ -116,7 +144,7 @@ async fn wait_for_start(
         let Ok((stream, _)) = listener.accept().await else {
             return;
         };
-        // `start` writes one byte and waits for one: a blocking exchange is the simplest.
+        // The client writes one byte and waits for one: a blocking exchange is the simplest.
         let Ok(mut stream) = stream.into_std() else {
             continue;
         };
@@ -124,15 +152,19 @@ async fn wait_for_start(
             continue;
         }
         let mut byte = [0u8; 1];
-        if stream.read_exact(&mut byte).is_ok() && byte == *START {
-            let _ = stream.write_all(STARTED);
-            let _ = commands.send(Command::Start);
+        if stream.read_exact(&mut byte).is_err() || byte[0] != expected {
+            continue;
+        }
+        let _ = stream.write_all(STARTED);
+        let command = match request {
+            Request::Start => Command::Start,
+            Request::Terminate => Command::Init(FromInit::Signaled {
+                signal: nix::sys::signal::Signal::SIGTERM as i32,
+            }),
+        };
+        let _ = commands.send(command);
+        if matches!(request, Request::Start) {
             return;
         }
     }
-}
-
-/// Where `create` puts the Invoke API socket of a Lambda environment.
-pub fn invoke_socket(state_dir: &std::path::Path) -> PathBuf {
-    state_dir.join("invoke.sock")
 }
