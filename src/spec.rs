@@ -37,6 +37,8 @@ pub struct EnvironmentSpec {
     pub annotations: BTreeMap<String, String>,
     /// The `com.runlambda.*` settings that the bundle carried.
     pub function: FunctionSettings,
+    /// `linux.seccomp`, or in a Lambda environment without one the default Lambda profile.
+    pub seccomp: Option<Seccomp>,
 }
 
 /// The process that `start` runs as pid 1.
@@ -293,6 +295,7 @@ pub(crate) mod tests {
             sysctl: BTreeMap::new(),
             annotations: BTreeMap::new(),
             function: FunctionSettings::default(),
+            seccomp: None,
         }
     }
 }
