@@ -176,11 +176,8 @@ fn config_json(rootfs: &Path, mounts: Vec<Value>, options: &FunctionOptions) -> 
         "linux": {
             "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"},
                            {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
-            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                            "/proc/timer_list", "/proc/sched_debug", "/proc/scsi",
-                            "/sys/firmware"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                              "/proc/sysrq-trigger"]
+            "maskedPaths": crate::template::MASKED_PATHS,
+            "readonlyPaths": crate::template::READONLY_PATHS
         },
         "annotations": annotations
     })

@@ -28,6 +28,20 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
+    let prints_only = matches!(
+        cli.command,
+        None | Some(
+            Command::State { .. }
+                | Command::List { .. }
+                | Command::Ps { .. }
+                | Command::Events { .. }
+                | Command::Features
+                | Command::Invoke(_)
+        )
+    );
+    if prints_only {
+        runlambda::sys::default_sigpipe();
+    }
     if cli.version {
         println!("runlambda version {}", env!("CARGO_PKG_VERSION"));
         println!("spec: {OCI_VERSION}");

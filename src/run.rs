@@ -164,16 +164,18 @@ async fn handle(request: Request<Incoming>, pool: Shared) -> Response<Full<Bytes
             )
         }
     };
+    // Event invocations of `Invoke` wait here; anything else the environment answers.
     let asynchronous = parts
         .headers
         .get(wire::INVOCATION_TYPE)
-        .is_some_and(|t| t == "Event");
+        .is_some_and(|t| t == "Event")
+        && parts.uri.path().starts_with(wire::INVOKE_PREFIX);
     if asynchronous {
         // Check it the way the environment will, so a bad Event is refused now, not lost later.
         let name = pool.borrow().options.name.clone();
         let arn = format!("arn:aws:lambda:us-east-1:012345678912:function:{name}");
         if let Err(r) = invoke::check_function(parts.uri.path(), &name, &arn)
-            .and_then(|()| invoke::parse_headers(&parts.headers).map(drop))
+            .and_then(|_| invoke::parse_headers(&parts.headers).map(drop))
             .and_then(|()| invoke::check_payload(&body))
         {
             return wire::service_error(r.status, r.error_type, r.message);

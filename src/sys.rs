@@ -294,3 +294,18 @@ pub fn set_mount_flags(fd: BorrowedFd<'_>, flags: u64, recursive: bool) -> io::R
     }
     Ok(())
 }
+
+/// Restores SIGPIPE's default action, so that a command printing into a closed pipe
+/// (`runlambda state x | head -1`) ends quietly as a C tool would, instead of failing on
+/// EPIPE. Only for commands that start nothing long-lived: a supervisor must survive a
+/// reader of its log going away.
+pub fn default_sigpipe() {
+    // SAFETY: SIG_DFL is not a handler function, so no code can run in signal context; the
+    // call only changes this process's disposition for SIGPIPE.
+    let _ = unsafe {
+        nix::sys::signal::signal(
+            nix::sys::signal::Signal::SIGPIPE,
+            nix::sys::signal::SigHandler::SigDfl,
+        )
+    };
+}

@@ -617,3 +617,56 @@ fn a_function_cannot_reach_the_host_or_the_init() {
     // SIGKILL from inside the pid namespace cannot reach its init; the environment lives on.
     assert_eq!(server.invoke("escape", b"{}", &[]).status, 200);
 }
+
+/// Host processes whose command line names `id` (the init and the supervisor of that
+/// environment), read from /proc.
+fn processes_naming(id: &str) -> Vec<i32> {
+    fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).split('\0').any(|a| a == id))
+        })
+        .filter(|pid| {
+            runlambda::state::proc_stat(nix::unistd::Pid::from_raw(*pid))
+                .is_some_and(|(state, _)| state != 'Z')
+        })
+        .collect()
+}
+
+#[test]
+fn delete_force_of_a_lambda_environment_leaves_no_supervisor_cgroup_or_state() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let options = runlambda::function::FunctionOptions {
+        name: "python-echo".into(),
+        memory_mb: None,
+        ephemeral_storage_mb: None,
+        timeout_s: None,
+        idle_timeout_s: None,
+        freeze_delay_ms: None,
+        env: vec![],
+        layer: None,
+    };
+    let bundle =
+        runlambda::function::write_bundle(&function, &env.dir.path().join("bundle"), &options)
+            .unwrap();
+    let id = "lambda-env";
+    let pid = env.create(id, &bundle);
+    env.ok(&["start", id]);
+    assert_eq!(env.state(id)["status"], "running");
+    let processes = processes_naming(id);
+    assert_eq!(
+        processes.len(),
+        2,
+        "the init and its supervisor: {processes:?}"
+    );
+    env.ok(&["delete", "--force", id]);
+    assert_eq!(common::wait_exit(pid), 128 + 9);
+    eventually(Duration::from_secs(5), "the supervisor to exit", || {
+        processes_naming(id).is_empty()
+    });
+    assert!(!env.cgroup_dir(id).exists());
+    assert!(!env.root.join(id).exists());
+}

@@ -47,26 +47,40 @@ pub struct Parsed {
     pub trace_id: Option<String>,
 }
 
+/// The two operations of this API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `Invoke`: the answer as one body.
+    Invoke,
+    /// `InvokeWithResponseStream`: the answer as an AWS event stream.
+    InvokeWithResponseStream,
+}
+
 /// Checks the path's function name against `name`: the name itself, `function` (the AWS
-/// emulator's name), or an ARN of it, with or without a qualifier.
-pub fn check_function(path: &str, name: &str, arn: &str) -> Result<(), Rejection> {
-    let requested = path
+/// emulator's name), or an ARN of it, with or without a qualifier; returns the operation.
+pub fn check_function(path: &str, name: &str, arn: &str) -> Result<Operation, Rejection> {
+    let invoke = path
         .strip_prefix(wire::INVOKE_PREFIX)
         .and_then(|rest| rest.strip_suffix("/invocations"))
-        .ok_or_else(|| {
-            reject(
-                StatusCode::NOT_FOUND,
-                "UnknownOperationException",
-                format!("no such operation: {path}"),
-            )
-        })?;
+        .map(|requested| (requested, Operation::Invoke));
+    let stream = path
+        .strip_prefix(wire::STREAM_PREFIX)
+        .and_then(|rest| rest.strip_suffix("/response-streaming-invocations"))
+        .map(|requested| (requested, Operation::InvokeWithResponseStream));
+    let (requested, operation) = invoke.or(stream).ok_or_else(|| {
+        reject(
+            StatusCode::NOT_FOUND,
+            "UnknownOperationException",
+            format!("no such operation: {path}"),
+        )
+    })?;
     let requested = percent_decode(requested);
     let bare = requested
         .rsplit_once(":function:")
         .map_or(requested.as_str(), |(_, after)| after);
     let bare = bare.split(':').next().unwrap_or(bare);
     if bare == name || bare == "function" {
-        Ok(())
+        Ok(operation)
     } else {
         Err(reject(
             StatusCode::NOT_FOUND,
@@ -195,8 +209,17 @@ async fn invoke(
             format!("{} is not supported here: use POST", request.method()),
         ));
     }
-    check_function(request.uri().path(), name, arn)?;
+    let operation = check_function(request.uri().path(), name, arn)?;
     let parsed = parse_headers(request.headers())?;
+    if operation == Operation::InvokeWithResponseStream
+        && parsed.invocation_type == InvocationType::Event
+    {
+        return Err(reject(
+            StatusCode::BAD_REQUEST,
+            "InvalidParameterValueException",
+            "InvokeWithResponseStream takes X-Amz-Invocation-Type RequestResponse or DryRun",
+        ));
+    }
     let limit = match parsed.invocation_type {
         InvocationType::Event => wire::MAX_ASYNC_PAYLOAD,
         _ => wire::MAX_SYNC_PAYLOAD,
@@ -259,6 +282,9 @@ async fn invoke(
                 .send(Command::Invoke(request))
                 .map_err(|_| unavailable())?;
             match answer.await {
+                Ok(Ok(outcome)) if operation == Operation::InvokeWithResponseStream => {
+                    Ok(render_stream(outcome))
+                }
                 Ok(Ok(outcome)) => Ok(render_outcome(outcome)),
                 Ok(Err(_busy)) => Err(too_many_requests()),
                 Err(_) => Err(unavailable()),
@@ -282,8 +308,19 @@ fn empty(status: StatusCode) -> Response<Full<Bytes>> {
     response
 }
 
-/// 200 with the function's answer and Lambda's response headers.
-pub fn render_outcome(outcome: Outcome) -> Response<Full<Bytes>> {
+/// 200 with the function's answer and Lambda's response headers. An answer past the 6 MB of a
+/// buffered response (a streaming runtime may send more) becomes Lambda's size error.
+pub fn render_outcome(mut outcome: Outcome) -> Response<Full<Bytes>> {
+    if outcome.body.len() > wire::MAX_RESPONSE {
+        let message = format!(
+            "Response payload size ({} bytes) exceeded maximum allowed payload size ({} bytes).",
+            outcome.body.len(),
+            wire::MAX_RESPONSE
+        );
+        outcome.body = wire::function_failure("Function.ResponseSizeTooLarge", &message);
+        outcome.function_error = true;
+        outcome.content_type = None;
+    }
     let mut response = Response::new(Full::new(outcome.body));
     let headers = response.headers_mut();
     headers.insert(wire::EXECUTED_VERSION, HeaderValue::from_static("$LATEST"));
@@ -306,6 +343,42 @@ pub fn render_outcome(outcome: Outcome) -> Response<Full<Bytes>> {
     response
 }
 
+/// 200 with the answer as `PayloadChunk` events and a closing `InvokeComplete`, as
+/// `InvokeWithResponseStream` answers. The runtime's answer is relayed once it is complete.
+pub fn render_stream(outcome: Outcome) -> Response<Full<Bytes>> {
+    let mut body = bytes::BytesMut::new();
+    let error = outcome.function_error.then(|| {
+        let details = serde_json::from_slice::<serde_json::Value>(&outcome.body)
+            .ok()
+            .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
+            .unwrap_or_default();
+        ("Unhandled", details)
+    });
+    if error.is_none() {
+        for chunk in outcome.body.chunks(super::eventstream::CHUNK) {
+            body.extend_from_slice(&super::eventstream::payload_chunk(chunk));
+        }
+    }
+    let error = error
+        .as_ref()
+        .map(|(code, details)| (*code, details.as_str()));
+    body.extend_from_slice(&super::eventstream::invoke_complete(
+        error,
+        outcome.log.as_deref(),
+    ));
+    let mut response = Response::new(Full::new(body.freeze()));
+    let headers = response.headers_mut();
+    headers.insert(wire::EXECUTED_VERSION, HeaderValue::from_static("$LATEST"));
+    headers.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/vnd.amazon.eventstream"),
+    );
+    if let Ok(id) = HeaderValue::from_str(&outcome.request_id) {
+        headers.insert(wire::AMZN_REQUEST_ID, id);
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -321,7 +394,7 @@ mod tests {
             "/2015-03-31/functions/arn%3Aaws%3Alambda%3Aus-east-1%3A012345678912%3Afunction%3Aecho/invocations",
             "/2015-03-31/functions/012345678912:function:echo:7/invocations",
         ] {
-            assert_eq!(check_function(path, "echo", ARN), Ok(()), "{path}");
+            assert_eq!(check_function(path, "echo", ARN), Ok(Operation::Invoke), "{path}");
         }
         let err =
             check_function("/2015-03-31/functions/other/invocations", "echo", ARN).unwrap_err();

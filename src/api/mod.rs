@@ -3,6 +3,7 @@
 //! request is parsed into a typed [`Command`](crate::supervisor::Command) for the supervisor's
 //! task; no handler touches the environment's state itself.
 
+pub mod eventstream;
 pub mod extensions;
 pub mod invoke;
 pub mod runtime;

@@ -108,19 +108,18 @@ async fn post(
     posted: Posted,
 ) -> Response<Full<Bytes>> {
     let headers = request.headers().clone();
-    if let Some(mode) = headers.get(wire::RESPONSE_MODE) {
-        if mode != "streaming" {
+    let limit = match headers.get(wire::RESPONSE_MODE) {
+        None => wire::MAX_RESPONSE,
+        Some(mode) if mode == "streaming" => wire::MAX_STREAMED_RESPONSE,
+        Some(_) => {
             return runtime_error(
                 StatusCode::BAD_REQUEST,
                 "InvalidFunctionResponseMode",
                 "Invalid function response mode",
             );
         }
-    }
-    let collected = match Limited::new(request.into_body(), wire::MAX_RESPONSE)
-        .collect()
-        .await
-    {
+    };
+    let collected = match Limited::new(request.into_body(), limit).collect().await {
         Ok(collected) => collected,
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()
@@ -129,10 +128,7 @@ async fn post(
             return runtime_error(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "RequestEntityTooLarge",
-                format!(
-                    "Exceeded maximum allowed payload size ({} bytes).",
-                    wire::MAX_RESPONSE
-                ),
+                format!("Exceeded maximum allowed payload size ({limit} bytes)."),
             )
         }
         Err(_) => {

@@ -10,6 +10,7 @@ use serde::Serialize;
 
 pub const RUNTIME_PREFIX: &str = "/2018-06-01/runtime/";
 pub const INVOKE_PREFIX: &str = "/2015-03-31/functions/";
+pub const STREAM_PREFIX: &str = "/2021-11-15/functions/";
 pub const EXTENSION_PREFIX: &str = "/2020-01-01/extension/";
 pub const TELEMETRY_PATH: &str = "/2022-07-01/telemetry";
 pub const LOGS_PATH: &str = "/2020-08-15/logs";
@@ -42,6 +43,8 @@ pub const ERROR_TYPE: &str = "x-amzn-errortype";
 
 /// The largest buffered response a runtime may post (6 MiB + 100 bytes, as RAPID).
 pub const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
+/// The largest response a runtime may stream (200 MiB, Lambda's current limit).
+pub const MAX_STREAMED_RESPONSE: usize = 200 * 1024 * 1024;
 /// The largest synchronous invoke payload (6 MiB).
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// The largest asynchronous (Event) invoke payload (1 MiB).

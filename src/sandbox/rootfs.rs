@@ -21,6 +21,11 @@ pub fn isolate_from_host(propagation: Option<Propagation>) -> nix::Result<()> {
         // must not propagate into the host.
         Some(Propagation::Shared) | Some(Propagation::Slave) | None => MsFlags::MS_SLAVE,
     };
+    set_root_propagation(flag)
+}
+
+/// Sets the propagation of `/` and every mount below it.
+fn set_root_propagation(flag: MsFlags) -> nix::Result<()> {
     mount(
         None::<&str>,
         "/",
@@ -69,13 +74,7 @@ pub fn apply_propagation(propagation: Option<Propagation>) -> nix::Result<()> {
         Some(Propagation::Unbindable) => MsFlags::MS_UNBINDABLE,
         None => return Ok(()),
     };
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        flag | MsFlags::MS_REC,
-        None::<&str>,
-    )
+    set_root_propagation(flag)
 }
 
 /// Hides `path`: `/dev/null` over a file, an empty read-only tmpfs over a directory. A path

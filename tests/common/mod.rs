@@ -281,11 +281,8 @@ pub fn config(args: &[&str]) -> Value {
                 {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
                 {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
             ],
-            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                            "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug",
-                            "/sys/firmware", "/proc/scsi"],
-            "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys",
-                              "/proc/sysrq-trigger"]
+            "maskedPaths": runlambda::template::MASKED_PATHS,
+            "readonlyPaths": runlambda::template::READONLY_PATHS
         }
     })
 }

@@ -78,3 +78,31 @@ def test_dry_run(client):
 def test_unknown_function(client):
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.invoke(FunctionName="no-such-function", Payload=b"{}")
+
+
+def stream(client, event):
+    resp = client.invoke_with_response_stream(
+        FunctionName=FUNCTION, Payload=json.dumps(event).encode(), LogType="Tail"
+    )
+    assert resp["StatusCode"] == 200
+    chunks, complete = [], None
+    for event in resp["EventStream"]:
+        if "PayloadChunk" in event:
+            chunks.append(event["PayloadChunk"]["Payload"])
+        if "InvokeComplete" in event:
+            complete = event["InvokeComplete"]
+    return b"".join(chunks), complete
+
+
+def test_invoke_with_response_stream(client):
+    payload, complete = stream(client, {"streamed": True})
+    assert json.loads(payload)["echo"] == {"streamed": True}
+    assert complete is not None and "ErrorCode" not in complete
+    assert "START RequestId:" in base64.b64decode(complete["LogResult"]).decode()
+
+
+def test_invoke_with_response_stream_reports_function_errors(client):
+    payload, complete = stream(client, {"raise": "streamed boom"})
+    assert payload == b""
+    assert complete["ErrorCode"] == "Unhandled"
+    assert complete["ErrorDetails"] == "streamed boom"
