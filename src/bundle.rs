@@ -5,13 +5,17 @@
 //! validated here, and a field that is set but not implemented is an error naming the field —
 //! a seccomp profile or a hook that silently did nothing would be a security or correctness bug
 //! the user never sees. Properties that the runtime-spec itself does not define are ignored, as
-//! the spec requires. The conversion is split by part of config.json: `process`, `mounts` and
-//! `linux` (namespaces, id mappings, resources, sysctl, paths) each have a submodule; this file
-//! holds the whole-file checks and the `com.runlambda.*` settings that reshape the result.
+//! the spec requires. The conversion is split by part of config.json: `process`, `mounts`,
+//! `linux` (namespaces, id mappings, resources, sysctl, paths) and `seccomp` each have a
+//! submodule; this file holds the whole-file checks and the `com.runlambda.*` settings that
+//! reshape the result, such as the default seccomp profile of a Lambda environment
+//! (`lambda_seccomp`).
 
+mod lambda_seccomp;
 mod linux;
 mod mounts;
 mod process;
+mod seccomp;
 
 use std::collections::BTreeMap;
 use std::io;
@@ -185,8 +189,10 @@ fn convert(
         .map(|(key, value)| (key.clone(), value.clone()))
         .collect();
     let mut function = annotations::parse(&annotations)?;
+    let mut seccomp = linux.seccomp().as_ref().map(seccomp::convert).transpose()?;
     if lambda_mode(&function, &annotations, force_lambda) {
         apply_lambda_defaults(&mut function, config);
+        seccomp.get_or_insert_with(lambda_seccomp::profile);
     }
     if let Some(mb) = function.memory_mb {
         // The function's memory replaces linux.resources.memory and .cpu; pids stay.
@@ -223,6 +229,7 @@ fn convert(
         namespaces,
         annotations,
         function,
+        seccomp,
     })
 }
 
@@ -373,6 +380,11 @@ pub fn check_process(
         path: path.to_owned(),
         source,
     })
+}
+
+/// The seccomp actions and filter flags [`load`] accepts in `linux.seccomp`.
+pub fn seccomp_actions_and_flags() -> (&'static [&'static str], &'static [&'static str]) {
+    (seccomp::ACTIONS, seccomp::FLAGS)
 }
 
 /// The mount option words [`load`] accepts (filesystem data such as `mode=755` aside).

@@ -174,6 +174,7 @@ impl Runtime {
             cgroup: cgroup.rel_path().to_path_buf(),
             memory,
             lambda: spec.is_lambda(),
+            seccomp: spec.seccomp.clone(),
         })?;
         if let Some(notify) = supervisor_notify {
             let function = lambda::function(spec, memory == MemoryLimit::Enforced);

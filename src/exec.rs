@@ -105,6 +105,13 @@ pub(crate) fn start(args: &ExecArgs, record: &Record, cgroup: &Cgroup) -> Result
         });
     }
     let process = process_spec(args, &record.bundle)?;
+    // The filter the container was created with, compiled before the clone.
+    let filter = record
+        .seccomp
+        .as_ref()
+        .map(sandbox::seccomp::Filter::compile)
+        .transpose()
+        .map_err(sandbox::SandboxError::from)?;
     let pid = sandbox::exec::spawn(
         record,
         cgroup,
@@ -112,6 +119,7 @@ pub(crate) fn start(args: &ExecArgs, record: &Record, cgroup: &Cgroup) -> Result
             process: &process,
             preserve_fds: args.preserve_fds,
             detach: args.detach,
+            filter: filter.as_ref(),
         },
     )?;
     if let Some(path) = &args.pid_file {

@@ -20,6 +20,7 @@ pub fn features() -> Value {
     capabilities.sort();
     let namespaces: Vec<&str> = NamespaceKind::ALL.iter().map(|ns| ns.name()).collect();
     let mount_options: Vec<&str> = crate::bundle::mount_options().collect();
+    let (seccomp_actions, seccomp_flags) = crate::bundle::seccomp_actions_and_flags();
     json!({
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION_MAX,
@@ -33,7 +34,16 @@ pub fn features() -> Value {
             // hierarchies; cgroupsPath is never a systemd unit.
             "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false,
                        "rdma": false},
-            "seccomp": {"enabled": false},
+            // Compiled with libseccomp; no listener, so no SCMP_ACT_NOTIFY.
+            "seccomp": {
+                "enabled": true,
+                "actions": seccomp_actions,
+                "operators": ["SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE", "SCMP_CMP_EQ",
+                              "SCMP_CMP_GE", "SCMP_CMP_GT", "SCMP_CMP_MASKED_EQ"],
+                "archs": crate::sandbox::seccomp::architectures(),
+                "knownFlags": seccomp_flags,
+                "supportedFlags": seccomp_flags
+            },
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false},
             "intelRdt": {"enabled": false},

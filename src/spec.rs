@@ -5,6 +5,9 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use oci_spec::runtime::{Arch, LinuxSeccompOperator};
+use serde::{Deserialize, Serialize};
+
 use crate::annotations::FunctionSettings;
 use crate::cgroup::Limits;
 
@@ -34,6 +37,8 @@ pub struct EnvironmentSpec {
     pub annotations: BTreeMap<String, String>,
     /// The `com.runlambda.*` settings that the bundle carried.
     pub function: FunctionSettings,
+    /// `linux.seccomp`, or in a Lambda environment without one the default Lambda profile.
+    pub seccomp: Option<Seccomp>,
 }
 
 /// The process that `start` runs as pid 1.
@@ -176,6 +181,61 @@ pub enum Propagation {
     Unbindable,
 }
 
+/// A checked seccomp profile. Syscall names stay names: libseccomp resolves them when the
+/// filter is compiled, and skips the ones it does not know (newer than the library), as runc
+/// does. Kept in the container's state so that `exec`'d processes get the same filter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seccomp {
+    pub default_action: SeccompAction,
+    /// Empty means the native architecture only.
+    pub architectures: Vec<Arch>,
+    pub flags: Vec<SeccompFlag>,
+    pub rules: Vec<SyscallRule>,
+}
+
+/// What the filter does with a syscall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompAction {
+    Allow,
+    /// Fail the syscall with this errno.
+    Errno(u16),
+    KillThread,
+    KillProcess,
+    Trap,
+    Log,
+}
+
+/// The `SECCOMP_FILTER_FLAG_*` flags runlambda loads a filter with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SeccompFlag {
+    Tsync,
+    Log,
+    SpecAllow,
+}
+
+/// One entry of `linux.seccomp.syscalls`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyscallRule {
+    /// Its index in `linux.seccomp.syscalls`, for messages.
+    pub index: usize,
+    pub names: Vec<String>,
+    pub action: SeccompAction,
+    /// All must hold for the rule to match (but see `sandbox::seccomp` for repeated indexes).
+    pub args: Vec<ArgCondition>,
+}
+
+/// A comparison of one syscall argument.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArgCondition {
+    /// 0 to 5.
+    pub index: u32,
+    pub op: LinuxSeccompOperator,
+    /// The operand; for `SCMP_CMP_MASKED_EQ` the mask.
+    pub value: u64,
+    /// For `SCMP_CMP_MASKED_EQ` the value the masked argument must equal.
+    pub value_two: u64,
+}
+
 impl EnvironmentSpec {
     /// Whether a new namespace of this kind is created (as opposed to joined or shared with the host).
     pub fn creates(&self, kind: NamespaceKind) -> bool {
@@ -235,6 +295,7 @@ pub(crate) mod tests {
             sysctl: BTreeMap::new(),
             annotations: BTreeMap::new(),
             function: FunctionSettings::default(),
+            seccomp: None,
         }
     }
 }

@@ -67,6 +67,9 @@ pub struct Record {
     /// A Lambda environment (with a supervisor) rather than a plain container.
     #[serde(default)]
     pub lambda: bool,
+    /// The seccomp profile of the container, which `exec`'d processes get too.
+    #[serde(default)]
+    pub seccomp: Option<crate::spec::Seccomp>,
 }
 
 /// The fate of the container's memory limit.
@@ -319,6 +322,7 @@ mod tests {
             cgroup: "runlambda/c1".into(),
             memory: MemoryLimit::Enforced,
             lambda: false,
+            seccomp: None,
         }
     }
 

@@ -1,6 +1,6 @@
 //! The only module with `unsafe`: thin wrappers over the system calls that nix does not cover
 //! (`clone3` with `CLONE_INTO_CGROUP` and `CLONE_PIDFD`, `close_range`, `prlimit` by number,
-//! `pidfd_open`). Each block states the invariant the kernel or libc needs and why it holds.
+//! `pidfd_open`, `seccomp`). Each block states the invariant the kernel or libc needs and why it holds.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -133,6 +133,32 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()> {
             signal,
             std::ptr::null::<libc::siginfo_t>(),
             0,
+        )
+    };
+    if ret == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Installs a seccomp BPF program on the calling thread (`SECCOMP_SET_MODE_FILTER`) with the
+/// given `SECCOMP_FILTER_FLAG_*` flags.
+pub fn seccomp_set_filter(program: &[libc::sock_filter], flags: libc::c_ulong) -> io::Result<()> {
+    let len = u16::try_from(program.len())
+        .map_err(|_| io::Error::other(format!("{} BPF instructions", program.len())))?;
+    let prog = libc::sock_fprog {
+        len,
+        // The kernel only reads through this pointer.
+        filter: program.as_ptr().cast_mut(),
+    };
+    // SAFETY: `prog` describes `len` initialised instructions in `program`, borrowed for the
+    // whole call; the kernel copies the program and keeps no pointer into our memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            flags,
+            &prog as *const libc::sock_fprog,
         )
     };
     if ret == -1 {

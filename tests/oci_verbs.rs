@@ -345,7 +345,7 @@ fn features_tell_what_the_bundle_loader_accepts() {
     assert_eq!(features.oci_version_min(), "1.0.0");
     assert_eq!(features.oci_version_max(), "1.3.0");
     assert_eq!(raw["hooks"], json!([]));
-    assert_eq!(raw["linux"]["seccomp"]["enabled"], false);
+    assert_eq!(raw["linux"]["seccomp"]["enabled"], true);
     assert_eq!(raw["linux"]["mountExtensions"]["idmap"]["enabled"], false);
     assert_eq!(
         raw["linux"]["cgroup"],

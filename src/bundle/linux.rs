@@ -17,7 +17,6 @@ use crate::spec::{IdMapping, NamespaceKind, NamespaceSpec, Propagation};
 /// Linux features that runlambda does not implement; each one set is an error.
 pub(super) fn reject_unsupported(linux: &Linux) -> Result<(), FieldError> {
     let set = [
-        ("linux.seccomp", linux.seccomp().is_some()),
         // Only the standard /dev nodes are ever created.
         (
             "linux.devices",
@@ -823,10 +822,6 @@ mod tests {
     #[test]
     fn unsupported_linux_fields_are_named() {
         let cases = [
-            (
-                r#"{"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}"#,
-                "linux.seccomp",
-            ),
             (
                 r#"{"devices": [{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]}"#,
                 "linux.devices",

@@ -297,6 +297,7 @@ fn runc_spec_converts() {
         sysctl: BTreeMap::new(),
         annotations: BTreeMap::new(),
         function: FunctionSettings::default(),
+        seccomp: None,
     };
     assert_eq!(got, expected);
 }
@@ -674,11 +675,6 @@ fn unsupported_fields_are_named() {
             "process.execCPUAffinity",
         ),
         (
-            "/linux/seccomp",
-            json!({"defaultAction": "SCMP_ACT_ALLOW"}),
-            "linux.seccomp",
-        ),
-        (
             "/linux/devices",
             json!([{"path": "/dev/fuse", "type": "c", "major": 10, "minor": 229}]),
             "linux.devices",
@@ -729,16 +725,45 @@ fn unsupported_fields_are_named() {
     }
     let err = Bundle::new(&with(
         "/linux/seccomp",
-        json!({"defaultAction": "SCMP_ACT_ERRNO"}),
+        json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [
+            {"names": ["read"], "action": "SCMP_ACT_ALLOW"},
+            {"names": ["ptrace"], "action": "SCMP_ACT_NOTIFY"}]}),
     ))
     .load()
     .unwrap_err();
     let text = chain(&err);
     assert!(
         text.starts_with("invalid ")
-            && text.contains("config.json: linux.seccomp is set but not supported"),
+            && text.contains(
+                "config.json: linux.seccomp.syscalls[1].action (SCMP_ACT_NOTIFY) is set but not \
+                 supported"
+            ),
         "{text}"
     );
+}
+
+#[test]
+fn a_lambda_environment_without_a_profile_gets_the_default_one() {
+    let profile = json!({"defaultAction": "SCMP_ACT_ERRNO",
+                         "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]});
+    let plain = Bundle::new(&runc_spec()).load().unwrap();
+    assert_eq!(plain.seccomp, None);
+    let own = Bundle::new(&with("/linux/seccomp", profile))
+        .load()
+        .unwrap();
+    assert_eq!(
+        own.seccomp.unwrap().default_action,
+        crate::spec::SeccompAction::Errno(libc::EPERM as u16)
+    );
+    let lambda = Bundle::new(&with(
+        "/annotations",
+        json!({"com.runlambda.mode": "lambda"}),
+    ))
+    .load()
+    .unwrap();
+    let default = lambda.seccomp.expect("the default Lambda profile");
+    assert_eq!(default.default_action, crate::spec::SeccompAction::Allow);
+    assert!(default.rules[0].names.contains(&"mount".to_string()));
 }
 
 #[test]

@@ -5,7 +5,8 @@
 //! and clones the child straight into the cgroup leaf. The child joins the other namespaces,
 //! the user namespace first; joining the mount namespace moves its root and working directory
 //! to the container's root, so nothing of the host's file system stays reachable. It then takes
-//! the process's limits and identity as the init does and execs. A failure before `execve`
+//! the process's limits and identity as the init does, loads the container's seccomp filter
+//! when the init would, and execs. A failure before `execve`
 //! comes back over the handshake socket with its step; the socket's end-of-file, when `execve`
 //! closes it, means the program runs.
 
@@ -23,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use super::channel::Channel;
 use super::init::{Failure, Step};
 use super::process;
+use super::seccomp::Filter;
 use crate::cgroup::Cgroup;
 use crate::exec::ExecError;
 use crate::spec::{NamespaceKind, ProcessSpec};
@@ -37,6 +39,8 @@ pub struct ExecSpec<'a> {
     pub preserve_fds: u32,
     /// Make the process a child of our caller (`CLONE_PARENT`) instead of ours.
     pub detach: bool,
+    /// The container's seccomp filter.
+    pub filter: Option<&'a Filter>,
 }
 
 /// What the parent tells the child.
@@ -178,10 +182,17 @@ fn watch_child(id: &str, cgroup: &Cgroup, pid: Pid, channel: &Channel) -> Result
 
 /// The child's whole life; never returns.
 fn run_child(exec: &ExecSpec, channel: &Channel, namespaces: Vec<Namespace>) -> ! {
+    let late_filter = exec.filter.filter(|_| exec.process.no_new_privileges);
     let failure = match prepare(exec, channel, namespaces) {
-        Ok(executable) => Failure {
-            step: "executing the process",
-            reason: process::exec(&executable, exec.process),
+        Ok(executable) => match late_filter.map(Filter::load).transpose() {
+            Ok(_) => Failure {
+                step: "executing the process",
+                reason: process::exec(&executable, exec.process),
+            },
+            Err(e) => Failure {
+                step: "loading the seccomp filter",
+                reason: e.to_string(),
+            },
         },
         Err(failure) => failure,
     };
@@ -227,6 +238,11 @@ fn prepare(
     drop(namespaces);
     let executable =
         process::resolve_executable(exec.process).step("looking up process.args[0]")?;
+    // Without no_new_privs only CAP_SYS_ADMIN allows loading a filter: load it before
+    // become_user gives that up (see `init`); else `run_child` loads it last.
+    if let Some(filter) = exec.filter.filter(|_| !exec.process.no_new_privileges) {
+        filter.load().step("loading the seccomp filter")?;
+    }
     process::become_user(exec.process).step("setting the user and capabilities")?;
     process::finish(exec.process).step("preparing the process")?;
     // Only stdio and the preserved fds may reach the process.

@@ -2,6 +2,11 @@
 //! namespaces and the cgroup leaf, until it `execve`s the container's process. It builds the
 //! environment step by step, reports the first failure to `create` with the step's name, then
 //! waits for `start` on the notify socket.
+//!
+//! The seccomp filter is loaded as late as the kernel allows: right before `execve` when the
+//! process has no_new_privs; without it only a process with CAP_SYS_ADMIN may load a filter,
+//! so then (as in runc) before the user and capabilities change. A Lambda init loads none: it
+//! runs no user code itself, and each process it starts loads the filter (`lambda_init`).
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
@@ -14,6 +19,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::{sethostname, Gid, Uid};
 
 use super::channel::{Channel, FromInit, ToInit};
+use super::seccomp::Filter;
 use super::{mounts, process, rootfs};
 use crate::spec::{EnvironmentSpec, NamespaceKind};
 
@@ -43,8 +49,15 @@ pub fn run(
     channel: Channel,
     notify: Option<UnixListener>,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
+    filter: Option<&Filter>,
 ) -> ! {
-    let executable = match build(spec, &channel, namespaces) {
+    let lambda = notify.is_none();
+    let (early_filter, late_filter) = match filter {
+        Some(_) if lambda => (None, None),
+        Some(_) if !spec.process.no_new_privileges => (filter, None),
+        _ => (None, filter),
+    };
+    let executable = match build(spec, &channel, namespaces, early_filter) {
         Ok(path) => path,
         Err(failure) => {
             let _ = channel.send(&FromInit::Failed {
@@ -59,7 +72,7 @@ pub fn run(
     }
     let Some(notify) = notify else {
         // A Lambda environment: the init stays pid 1 and serves the supervisor.
-        super::lambda_init::serve(channel, &spec.process);
+        super::lambda_init::serve(channel, &spec.process, filter);
     };
     drop(channel);
     if wait_for_start(&notify).is_err() {
@@ -67,6 +80,12 @@ pub fn run(
         crate::sys::exit_now(1);
     }
     drop(notify);
+    if let Some(filter) = late_filter {
+        if let Err(e) = filter.load() {
+            eprintln!("runlambda: container init: loading the seccomp filter: {e}");
+            crate::sys::exit_now(127);
+        }
+    }
     let error = process::exec(&executable, &spec.process);
     // The caller reads the container's stderr: this is the only place left to say why.
     eprintln!("runlambda: container init: {error}");
@@ -77,6 +96,7 @@ fn build(
     spec: &EnvironmentSpec,
     channel: &Channel,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
+    filter: Option<&Filter>,
 ) -> Result<PathBuf, Failure> {
     // Until execve this process runs runlambda's own code inside the container: nothing in it
     // may open our /proc/PID/exe or attach to us.
@@ -136,6 +156,9 @@ fn build(
     process::apply_rlimits(&spec.process).step("setting rlimits")?;
     let executable =
         process::resolve_executable(&spec.process).step("looking up process.args[0]")?;
+    if let Some(filter) = filter {
+        filter.load().step("loading the seccomp filter")?;
+    }
     process::become_user(&spec.process).step("setting the user and capabilities")?;
     process::finish(&spec.process).step("preparing the process")?;
     // Only stdio (and, later, preserved fds) may reach the container's process.

@@ -2,6 +2,12 @@
 //! environment, starts the runtime and the extensions when the supervisor asks, signals them, reaps every
 //! process, reports exits and termination signals, and empties the environment on a reset
 //! without losing its namespaces or `/tmp`.
+//!
+//! The init itself runs unconfined by seccomp (it must reap, signal and fork for the runtime);
+//! each process it starts loads the environment's filter right before `execve`, with
+//! no_new_privs set first: the init has already given up the capabilities that a filter would
+//! otherwise need, and a function's processes never gain privileges through exec in Lambda
+//! either.
 
 use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
@@ -16,10 +22,11 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, ForkResult, Pid};
 
 use super::channel::{Channel, FromInit, ToInit};
 use super::process;
+use super::seccomp::Filter;
 use crate::spec::ProcessSpec;
 
 /// Serves the supervisor until it says `Exit` or goes away; never returns.
-pub fn serve(channel: Channel, base: &ProcessSpec) -> ! {
+pub fn serve(channel: Channel, base: &ProcessSpec, filter: Option<&Filter>) -> ! {
     let signals = termination_and_child_signals();
     // Blocked signals queue on the signalfd instead of interrupting the loop.
     if signals.thread_block().is_err() {
@@ -46,7 +53,9 @@ pub fn serve(channel: Channel, base: &ProcessSpec) -> ! {
         }
         if ready(&fds[0]) {
             match channel.recv_with_fds::<ToInit>() {
-                Ok(Some((command, fds))) => handle_command(command, fds, &channel, base, &signals),
+                Ok(Some((command, fds))) => {
+                    handle_command(command, fds, &channel, base, filter, &signals)
+                }
                 // The supervisor is gone: nobody can serve this environment any more.
                 Ok(None) | Err(_) => empty_and_exit(1),
             }
@@ -104,11 +113,12 @@ fn handle_command(
     fds: Vec<OwnedFd>,
     channel: &Channel,
     base: &ProcessSpec,
+    filter: Option<&Filter>,
     signals: &SigSet,
 ) {
     match command {
         ToInit::Spawn { args, env, cwd } => {
-            let reply = match spawn(&args, &env, &cwd, &fds, base, signals) {
+            let reply = match spawn(&args, &env, &cwd, &fds, base, filter, signals) {
                 Ok(pid) => FromInit::Spawned { pid: pid.as_raw() },
                 Err(reason) => FromInit::SpawnFailed { reason },
             };
@@ -139,6 +149,7 @@ fn spawn(
     cwd: &std::path::Path,
     fds: &[OwnedFd],
     base: &ProcessSpec,
+    filter: Option<&Filter>,
     signals: &SigSet,
 ) -> Result<Pid, String> {
     let [stdout, stderr] = fds else {
@@ -169,6 +180,15 @@ fn spawn(
             if let Err(e) = nix::unistd::chdir(&spec.cwd) {
                 eprintln!("runlambda: chdir {}: {e}", spec.cwd.display());
                 crate::sys::exit_now(127);
+            }
+            if let Some(filter) = filter {
+                let loaded = nix::sys::prctl::set_no_new_privs()
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| filter.load());
+                if let Err(e) = loaded {
+                    eprintln!("runlambda: loading the seccomp filter: {e}");
+                    crate::sys::exit_now(127);
+                }
             }
             let error = process::exec_path(&path, &spec);
             eprintln!("runlambda: {error}");

@@ -1,7 +1,7 @@
 //! The kernel side of an environment: cloning the init into new namespaces and the cgroup
 //! leaf, the parent's half of the handshake (id maps, v1 cgroups), and — in the child — the
 //! init itself (`init`), which prepares the mounts (`mounts`, `rootfs`) and the process
-//! (`process`).
+//! (`process`, `seccomp`).
 
 pub mod channel;
 pub mod exec;
@@ -10,6 +10,7 @@ mod lambda_init;
 pub mod mounts;
 pub mod process;
 pub mod rootfs;
+pub mod seccomp;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -57,6 +58,8 @@ pub enum SandboxError {
     InitDied,
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
 }
 
 /// The init as `create` sees it once the environment is ready.
@@ -110,13 +113,19 @@ pub fn spawn(
         .fold(CloneFlags::CLONE_PARENT, |flags, ns| {
             flags | ns.kind.clone_flag()
         });
+    // Compiled here, where a failure is an error of `create`; the init only loads it.
+    let filter = spec
+        .seccomp
+        .as_ref()
+        .map(seccomp::Filter::compile)
+        .transpose()?;
     let (parent_end, init_end) = Channel::pair().map_err(SandboxError::Handshake)?;
     let cgroup_dir = cgroup.open_dir_fd()?;
     match clone3(flags, Some(cgroup_dir.as_fd())).map_err(SandboxError::Clone)? {
         Forked::Child => {
             // Nothing of the host may stay open in the environment's pid 1.
             drop((parent_end, cgroup_dir));
-            init::run(spec, init_end, notify, joined)
+            init::run(spec, init_end, notify, joined, filter.as_ref())
         }
         Forked::Parent { pid, pidfd } => {
             drop((init_end, notify, joined));
