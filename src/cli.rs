@@ -23,6 +23,10 @@ pub struct Cli {
     /// Runtime configuration file (else $RUNLAMBDA_CONFIG, else /etc/runlambda/runlambda.toml).
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Run Lambda environments even where no memory controller can enforce their memory
+    /// (overrides the config's allow_unenforced_memory; `state` and REPORT lines say so).
+    #[arg(long, global = true)]
+    pub allow_unenforced_memory: bool,
     /// Interpret cgroupsPath as systemd's slice:prefix:name.
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
@@ -203,7 +207,7 @@ pub struct ExecArgs {
 /// `runlambda run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// A function directory with a `bootstrap` at its root, or an OCI bundle.
+    /// A function directory or `.zip` with a `bootstrap` at its root, or an OCI bundle.
     pub function: PathBuf,
     /// The function's name (default: the directory's name).
     #[arg(long)]
@@ -220,17 +224,20 @@ pub struct RunArgs {
     /// Seconds an idle environment lives.
     #[arg(long)]
     pub idle_timeout: Option<u32>,
+    /// Milliseconds an environment stays thawed after an invocation (0: freeze at once).
+    #[arg(long)]
+    pub freeze_delay_ms: Option<u32>,
     /// An environment variable for the function, KEY=VALUE (repeatable).
     #[arg(long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// A layer directory, mounted at /opt.
+    /// A layer (directory or `.zip`), mounted at /opt.
     #[arg(long)]
     pub layer: Option<PathBuf>,
     /// Where the Invoke API listens.
     #[arg(long, default_value = "127.0.0.1:9000")]
     pub listen: std::net::SocketAddr,
-    /// The most environments (concurrent invocations) at once.
-    #[arg(long, default_value_t = 1)]
+    /// The most environments (concurrent invocations) at once; past it, 429.
+    #[arg(long, default_value_t = 4)]
     pub concurrency: usize,
     /// Environments initialised before the first invocation.
     #[arg(long, default_value_t = 0)]

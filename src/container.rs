@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
@@ -147,10 +148,13 @@ impl Runtime {
         pid_file: Option<&Path>,
     ) -> Result<()> {
         let socket = dir.notify_socket();
-        let notify = UnixListener::bind(&socket).map_err(|source| Error::NotifySocket {
+        let notify_err = |source| Error::NotifySocket {
             path: socket.clone(),
             source,
-        })?;
+        };
+        let notify = UnixListener::bind(&socket).map_err(notify_err)?;
+        std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o600))
+            .map_err(notify_err)?;
         // A plain init waits for `start` itself; a Lambda environment's supervisor does.
         let (init_notify, supervisor_notify) = if spec.is_lambda() {
             (None, Some(notify))

@@ -13,6 +13,9 @@ use serde_json::{json, Value};
 pub const FUNCTION_UID: u32 = 993;
 pub const FUNCTION_GID: u32 = 990;
 
+/// The environment's `/etc/hosts`: Lambda's names for the environment itself.
+const HOSTS: &str = "127.0.0.1\tlocalhost sandbox.localdomain sandbox\n::1\tlocalhost\n";
+
 /// The host directories that make up the environment's operating system.
 const OS_DIRS: &[&str] = &[
     "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc",
@@ -26,6 +29,7 @@ pub struct FunctionOptions {
     pub ephemeral_storage_mb: Option<u32>,
     pub timeout_s: Option<u32>,
     pub idle_timeout_s: Option<u32>,
+    pub freeze_delay_ms: Option<u32>,
     pub env: Vec<String>,
     pub layer: Option<PathBuf>,
 }
@@ -35,12 +39,41 @@ pub struct FunctionOptions {
 pub enum FunctionError {
     #[error("{0} has no executable bootstrap at its root (the Lambda \"provided\" layout)")]
     NoBootstrap(PathBuf),
+    #[error("cannot unpack {path}")]
+    Zip {
+        path: PathBuf,
+        #[source]
+        source: zip::result::ZipError,
+    },
     #[error("cannot prepare the bundle at {path}")]
     Io {
         path: PathBuf,
         #[source]
         source: io::Error,
     },
+}
+
+/// Whether `path` is a `.zip` deployment package (or layer) rather than a directory.
+pub fn is_zip(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("zip"))
+        && path.is_file()
+}
+
+/// Unpacks a `.zip` deployment package or layer into `dest`, keeping the files' modes (a
+/// `bootstrap` must stay executable), as Lambda does.
+pub fn unpack_zip(zip: &Path, dest: &Path) -> Result<PathBuf, FunctionError> {
+    let bad = |source: zip::result::ZipError| FunctionError::Zip {
+        path: zip.to_path_buf(),
+        source,
+    };
+    let file = fs::File::open(zip).map_err(|source| FunctionError::Io {
+        path: zip.to_path_buf(),
+        source,
+    })?;
+    let mut archive = zip::ZipArchive::new(file).map_err(bad)?;
+    archive.extract(dest).map_err(bad)?;
+    Ok(dest.to_path_buf())
 }
 
 /// Whether `dir` is an OCI bundle (has a config.json) rather than a function directory.
@@ -86,6 +119,10 @@ pub fn write_bundle(
             _ => {}
         }
     }
+    // Extensions reach the Telemetry API's subscribers as sandbox.localdomain.
+    let hosts = bundle.join("hosts");
+    fs::write(&hosts, HOSTS).map_err(io_err(&hosts))?;
+    mounts.push(read_only_bind(&hosts, Path::new("/etc/hosts")));
     mounts.push(read_only_bind(&code, Path::new("/var/task")));
     if let Some(layer) = &options.layer {
         let layer = fs::canonicalize(layer).map_err(io_err(layer))?;
@@ -114,6 +151,7 @@ fn config_json(rootfs: &Path, mounts: Vec<Value>, options: &FunctionOptions) -> 
         ("ephemeral-storage-mb", options.ephemeral_storage_mb),
         ("timeout-s", options.timeout_s),
         ("idle-timeout-s", options.idle_timeout_s),
+        ("freeze-delay-ms", options.freeze_delay_ms),
     ] {
         if let Some(value) = value {
             annotations.insert(format!("com.runlambda.{key}"), value.to_string().into());
@@ -152,6 +190,7 @@ fn config_json(rootfs: &Path, mounts: Vec<Value>, options: &FunctionOptions) -> 
 mod tests {
     use super::*;
     use crate::config::RuntimeConfig;
+    use std::os::unix::fs::PermissionsExt;
 
     fn options() -> FunctionOptions {
         FunctionOptions {
@@ -160,6 +199,7 @@ mod tests {
             ephemeral_storage_mb: None,
             timeout_s: Some(5),
             idle_timeout_s: None,
+            freeze_delay_ms: None,
             env: vec!["GREETING=hi".into()],
             layer: None,
         }
@@ -190,6 +230,35 @@ mod tests {
             .mounts
             .iter()
             .any(|m| m.destination == Path::new("/tmp")));
+    }
+
+    #[test]
+    fn a_zip_unpacks_with_its_modes() {
+        use std::io::Write;
+        let work = tempfile::tempdir().unwrap();
+        let zip_path = work.path().join("fn.zip");
+        let mut writer = zip::ZipWriter::new(fs::File::create(&zip_path).unwrap());
+        let executable = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+        writer.start_file("bootstrap", executable).unwrap();
+        writer.write_all(b"#!/bin/sh\n").unwrap();
+        writer
+            .start_file("lib/data.txt", zip::write::SimpleFileOptions::default())
+            .unwrap();
+        writer.write_all(b"data").unwrap();
+        writer.finish().unwrap();
+        assert!(is_zip(&zip_path));
+        let code = unpack_zip(&zip_path, &work.path().join("code")).unwrap();
+        let mode = fs::metadata(code.join("bootstrap"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(
+            fs::read_to_string(code.join("lib/data.txt")).unwrap(),
+            "data"
+        );
+        let err = unpack_zip(&code.join("lib/data.txt"), &work.path().join("x")).unwrap_err();
+        assert!(err.to_string().contains("data.txt"), "{err}");
     }
 
     #[test]

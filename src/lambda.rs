@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
@@ -38,6 +39,7 @@ pub fn function(spec: &EnvironmentSpec, memory_enforced: bool) -> Function {
         memory_mb: settings.memory_mb.unwrap_or(128),
         timeout: Duration::from_secs(settings.timeout_s.unwrap_or(3).into()),
         idle_timeout: Duration::from_secs(settings.idle_timeout_s.unwrap_or(300).into()),
+        freeze_delay: Duration::from_millis(settings.freeze_delay_ms.unwrap_or(0).into()),
         region: region.to_string(),
         memory_enforced,
     }
@@ -52,10 +54,13 @@ pub fn bind_listeners(
     notify: UnixListener,
 ) -> Result<Listeners> {
     let path = serve::invoke_socket(dir.path());
-    let invoke = UnixListener::bind(&path).map_err(|source| Error::Listen {
+    let listen_err = |source| Error::Listen {
         what: path.display().to_string(),
         source,
-    })?;
+    };
+    let invoke = UnixListener::bind(&path).map_err(listen_err)?;
+    // Only root may invoke through the state directory, whatever the umask said.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(listen_err)?;
     let runtime = bind_in_netns(
         init,
         SocketAddr::from((Ipv4Addr::LOCALHOST, RUNTIME_API_PORT)),
@@ -124,6 +129,7 @@ pub fn start_supervisor(
                 function,
                 cgroup.clone(),
                 spawned.channel,
+                spawned.pid.as_raw(),
                 spawned.pidfd,
                 listeners,
             )

@@ -43,10 +43,11 @@ fn run(cli: Cli) -> Result<()> {
             flag: "--systemd-cgroup",
         });
     }
-    let config = config::load(
+    let mut config = config::load(
         cli.config.as_deref(),
         std::env::var_os("RUNLAMBDA_CONFIG").as_deref(),
     )?;
+    config.allow_unenforced_memory |= cli.allow_unenforced_memory;
     let runtime = Runtime {
         root: cli
             .root
@@ -160,21 +161,44 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// `runlambda run`: prepares the bundle (a function directory becomes one) and serves it.
+/// `runlambda run`: prepares the bundle (a function directory or zip becomes one) in a scratch
+/// directory of the state root, serves it, and removes the scratch directory.
 fn run_function(
     runtime: Runtime,
     args: runlambda::cli::RunArgs,
     config: Option<&std::path::Path>,
 ) -> Result<()> {
+    let scratch = runtime.root.join(format!("run-{}", std::process::id()));
+    let served = serve_function(runtime, args, config, &scratch);
+    let _ = std::fs::remove_dir_all(&scratch);
+    served
+}
+
+fn serve_function(
+    runtime: Runtime,
+    args: runlambda::cli::RunArgs,
+    config: Option<&std::path::Path>,
+    scratch: &std::path::Path,
+) -> Result<()> {
     let code = std::path::absolute(&args.function).unwrap_or(args.function.clone());
     let name = match args.name {
         Some(name) => name,
         None => code
-            .file_name()
+            .file_stem()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "function".into()),
     };
-    let scratch = runtime.root.join(format!("run-{}", std::process::id()));
+    let code = if function::is_zip(&code) {
+        function::unpack_zip(&code, &scratch.join("code"))?
+    } else {
+        code
+    };
+    let layer = match args.layer {
+        Some(layer) if function::is_zip(&layer) => {
+            Some(function::unpack_zip(&layer, &scratch.join("layer"))?)
+        }
+        other => other,
+    };
     let bundle = if function::is_bundle(&code) {
         code.clone()
     } else {
@@ -184,14 +208,18 @@ fn run_function(
             ephemeral_storage_mb: args.ephemeral_storage,
             timeout_s: args.timeout,
             idle_timeout_s: args.idle_timeout,
+            freeze_delay_ms: args.freeze_delay_ms,
             env: args.env,
-            layer: args.layer,
+            layer,
         };
         function::write_bundle(&code, &scratch.join("bundle"), &options)?
     };
     let mut global_args = vec!["--root".to_string(), runtime.root.display().to_string()];
     if let Some(config) = config {
         global_args.extend(["--config".to_string(), config.display().to_string()]);
+    }
+    if runtime.config.allow_unenforced_memory {
+        global_args.push("--allow-unenforced-memory".to_string());
     }
     let options = run::RunOptions {
         bundle,
@@ -201,9 +229,7 @@ fn run_function(
         provisioned: args.provisioned,
         global_args,
     };
-    let served = run::run(runtime, options);
-    let _ = std::fs::remove_dir_all(&scratch);
-    served
+    run::run(runtime, options)
 }
 
 /// `runlambda invoke`: exits 0 when the function answered without error.

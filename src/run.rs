@@ -51,6 +51,10 @@ struct Pool {
     creating: usize,
     next_id: usize,
     freed: Rc<Notify>,
+    /// Accepted `Event` invocations not yet answered by an environment.
+    pending_events: usize,
+    /// Notified when `pending_events` drops to 0.
+    drained: Rc<Notify>,
 }
 
 type Shared = Rc<RefCell<Pool>>;
@@ -88,6 +92,8 @@ async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
         creating: 0,
         next_id: 0,
         freed: Rc::new(Notify::new()),
+        pending_events: 0,
+        drained: Rc::new(Notify::new()),
     }));
     for _ in 0..provisioned {
         let id = new_environment(&pool).await?;
@@ -111,6 +117,22 @@ async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
             _ = interrupt.recv() => break,
             _ = terminate.recv() => break,
             _ = children.recv() => reap_exited(&pool),
+        }
+    }
+    // Accepted Event invocations are not dropped: they finish first, unless asked again.
+    let pending = pool.borrow().pending_events;
+    if pending > 0 {
+        eprintln!(
+            "runlambda: finishing {pending} queued Event invocation(s); interrupt again to drop them"
+        );
+        let drained = pool.borrow().drained.clone();
+        while pool.borrow().pending_events > 0 {
+            tokio::select! {
+                _ = drained.notified() => {}
+                _ = interrupt.recv() => break,
+                _ = terminate.recv() => break,
+                _ = children.recv() => reap_exited(&pool),
+            }
         }
     }
     shutdown(&pool);
@@ -166,6 +188,7 @@ async fn handle(request: Request<Incoming>, pool: Shared) -> Response<Full<Bytes
                 ),
             );
         }
+        pool.borrow_mut().pending_events += 1;
         tokio::task::spawn_local(deliver_event(parts, body, pool));
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::ACCEPTED;
@@ -191,10 +214,15 @@ async fn deliver_event(parts: hyper::http::request::Parts, body: Bytes, pool: Sh
                     response.status()
                 );
             }
-            return;
+            break;
         }
         let freed = pool.borrow().freed.clone();
         freed.notified().await;
+    }
+    let p = &mut *pool.borrow_mut();
+    p.pending_events -= 1;
+    if p.pending_events == 0 {
+        p.drained.notify_one();
     }
 }
 

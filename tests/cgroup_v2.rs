@@ -162,3 +162,35 @@ fn hybrid_hosts_enforce_memory_through_the_v1_controller() {
     env.ok(&["delete", "v1mem"]);
     assert!(!v1_leaf.exists(), "the v1 leaf is left");
 }
+
+#[test]
+fn a_function_past_its_memory_is_out_of_memory_and_the_next_invoke_reinitialises() {
+    if !uml::in_guest() {
+        return uml::assert_passes_in_guest(
+            "a_function_past_its_memory_is_out_of_memory_and_the_next_invoke_reinitialises",
+        );
+    }
+    let env = Env::new();
+    let function = common::lambda::python_function(env.dir.path());
+    std::fs::set_permissions(
+        &function,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = env.command(&["run", function.to_str().unwrap()]);
+    cmd.args(["--memory", "128", "--timeout", "60"]);
+    let mut server = common::lambda::Server::spawn(cmd);
+    let response = server.invoke("python-echo", br#"{"allocate_mb":192}"#, &[]);
+    assert_eq!(
+        common::lambda::header(&response, "x-amz-function-error"),
+        Some("Unhandled")
+    );
+    let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(body["errorType"], "Runtime.OutOfMemory", "{body}");
+    let again = server.invoke("python-echo", br#"{"allocate_mb":16}"#, &[]);
+    assert_eq!(again.status, 200, "{}", again.text());
+    server.stop();
+    let log = server.stdout();
+    assert!(log.contains("Max Memory Used: "), "{log}");
+    assert!(!log.contains("not enforced"), "{log}");
+}

@@ -291,7 +291,13 @@ fn bad_invoke_requests_get_aws_errors_and_the_endpoint_keeps_serving() {
     let function = readable(python_function(env.dir.path()));
     let server = start(&env, &function, &[]);
     /// (function name, body, headers, expected status, expected X-Amzn-ErrorType)
-    type Case = (&'static str, Vec<u8>, Vec<(&'static str, &'static str)>, u16, &'static str);
+    type Case = (
+        &'static str,
+        Vec<u8>,
+        Vec<(&'static str, &'static str)>,
+        u16,
+        &'static str,
+    );
     let cases: Vec<Case> = vec![
         (
             "nope",
@@ -348,4 +354,266 @@ fn the_rust_lambda_runtime_crate_runs_unmodified() {
             body["requestId"].as_str()
         );
     }
+}
+
+/// A runtime that calls the Runtime API out of turn and with bad input, and answers with the
+/// status and error type each call got; then posts a second answer and prints what that got.
+const PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, sys
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+def call(method, path, body=None, headers={}):
+    # A fresh connection each time: the server closes one whose body it refused unread.
+    conn = http.client.HTTPConnection(host, int(port))
+    conn.request(method, "/2018-06-01/runtime/" + path, body=body, headers=headers)
+    r = conn.getresponse()
+    data = r.read()
+    try:
+        kind = json.loads(data).get("errorType")
+    except ValueError:
+        kind = None
+    return r.status, kind, r.headers
+while True:
+    status, _, headers = call("GET", "invocation/next")
+    rid = headers["Lambda-Runtime-Aws-Request-Id"]
+    results = {
+        "wrong_id": call("POST", "invocation/not-the-id/response", b"{}")[:2],
+        "too_large": call("POST", f"invocation/{rid}/response", b"x" * (7 << 20))[:2],
+        "bad_mode": call("POST", f"invocation/{rid}/response", b"{}",
+                         {"Lambda-Runtime-Function-Response-Mode": "buffered"})[:2],
+        "init_error_late": call("POST", "init/error", b"{}")[:2],
+        "unknown_path": call("GET", "bogus")[:2],
+        "next_again": call("GET", "invocation/next")[0],
+    }
+    answer = call("POST", f"invocation/{rid}/response", json.dumps(results).encode())
+    duplicate = call("POST", f"invocation/{rid}/response", b"{}")
+    print("duplicate:", duplicate[0], duplicate[1], "answer:", answer[0], flush=True)
+"#;
+
+#[test]
+fn the_runtime_api_refuses_bad_calls_with_rapids_statuses_and_keeps_serving() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = env.dir.path().join("probe");
+    fs::create_dir(&function).unwrap();
+    fs::write(function.join("bootstrap"), PROBE).unwrap();
+    fs::set_permissions(
+        function.join("bootstrap"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mut server = start(&env, &readable(function), &["--timeout", "30"]);
+    for _ in 0..2 {
+        let response = server.invoke("probe", b"{}", &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+        let results = json_body(&response);
+        assert_eq!(
+            results["wrong_id"],
+            json!([400, "InvalidRequestID"]),
+            "{results}\n{}",
+            server.stdout()
+        );
+        assert_eq!(results["too_large"], json!([413, "RequestEntityTooLarge"]));
+        assert_eq!(
+            results["bad_mode"],
+            json!([400, "InvalidFunctionResponseMode"])
+        );
+        assert_eq!(
+            results["init_error_late"],
+            json!([403, "InvalidStateTransition"])
+        );
+        assert_eq!(results["unknown_path"][0], 404);
+        // A second `next` during an invocation gets the same event again (as RAPID does).
+        assert_eq!(results["next_again"], 200);
+    }
+    server.stop();
+    let log = server.stdout();
+    assert!(
+        log.contains("duplicate: 403 InvalidStateTransition answer: 202"),
+        "{log}"
+    );
+}
+
+#[test]
+fn boto3_invokes_the_python_example_unmodified() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(&env, &function, &[]);
+    let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python");
+    let out = std::process::Command::new("python3")
+        .args(["-m", "pytest", "-q", "-rs"])
+        .arg(&tests)
+        .env("RUNLAMBDA_ENDPOINT", &server.endpoint)
+        .env("RUNLAMBDA_FUNCTION", "python-echo")
+        .output()
+        .expect(
+            "python3 runs (apt-get install python3; pip install -r tests/python/requirements.txt)",
+        );
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "pytest failed:\n{report}");
+    assert!(report.contains(" passed"), "{report}");
+    assert!(
+        !report.contains("skipped"),
+        "nothing may be skipped:\n{report}"
+    );
+}
+
+#[test]
+fn the_readmes_first_commands_serve_and_invoke_the_python_example() {
+    let env = Env::new();
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/examples/python-echo");
+    let mut cmd = env.command(&[
+        "run",
+        example.to_str().unwrap(),
+        "--allow-unenforced-memory",
+    ]);
+    cmd.env_remove("RUNLAMBDA_CONFIG");
+    let mut server = Server::spawn(cmd);
+    let out = env.run(&[
+        "invoke",
+        "--endpoint",
+        &server.endpoint,
+        "python-echo",
+        r#"{"hello":"world"}"#,
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(answer["echo"], json!({"hello": "world"}));
+    let out = env.run(&[
+        "invoke",
+        "--endpoint",
+        &server.endpoint,
+        "--log-tail",
+        "python-echo",
+        r#"{"raise":"boom"}"#,
+    ]);
+    assert_eq!(out.status.code(), Some(1), "a function error exits 1");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("REPORT RequestId: "));
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
+fn a_freeze_delay_keeps_the_environment_thawed_for_a_while_then_freezes_it() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let server = start(&env, &function, &["--freeze-delay-ms", "1500"]);
+    assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
+    let events = leaves(&env)[0].join("cgroup.events");
+    let frozen = || fs::read_to_string(&events).unwrap().contains("frozen 1");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!frozen(), "frozen before the delay ran out");
+    eventually(Duration::from_secs(5), "the delayed freeze", frozen);
+}
+
+#[test]
+fn a_queued_event_is_not_lost_when_run_is_interrupted() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &[]);
+    let response = server.invoke(
+        "python-echo",
+        br#"{"sleep":1,"print":"the-late-event"}"#,
+        &[("X-Amz-Invocation-Type", "Event")],
+    );
+    assert_eq!(response.status, 202);
+    assert_eq!(server.stop().code(), Some(0));
+    assert!(
+        server.stdout().contains("the-late-event"),
+        "{}",
+        server.stdout()
+    );
+}
+
+#[test]
+fn a_zip_deployment_package_is_served_under_its_file_name() {
+    use std::io::Write;
+    let env = Env::with_config(HYBRID_OK);
+    let zip_path = env.dir.path().join("zipped-echo.zip");
+    let mut writer = zip::ZipWriter::new(fs::File::create(&zip_path).unwrap());
+    let options = zip::write::SimpleFileOptions::default().unix_permissions(0o755);
+    writer.start_file("bootstrap", options).unwrap();
+    let bootstrap =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/examples/python-echo/bootstrap");
+    writer.write_all(&fs::read(bootstrap).unwrap()).unwrap();
+    writer.finish().unwrap();
+    let server = start(&env, &zip_path, &[]);
+    let response = server.invoke("zipped-echo", br#"{"z":1}"#, &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(json_body(&response)["functionName"], "zipped-echo");
+}
+
+/// A function that tries to break out of its environment and reports what each try got.
+const ESCAPE: &str = r#"#!/usr/bin/env python3
+import ctypes, errno, http.client, json, os, signal, stat
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+libc = ctypes.CDLL(None, use_errno=True)
+def attempt(action):
+    try:
+        action()
+        return "ok"
+    except OSError as e:
+        return errno.errorcode.get(e.errno, str(e.errno))
+def mount():
+    if libc.mount(b"none", b"/tmp", b"tmpfs", 0, None) != 0:
+        raise OSError(ctypes.get_errno(), "mount")
+def status(field):
+    return next(l.split()[1] for l in open("/proc/self/status") if l.startswith(field + ":"))
+while True:
+    conn = http.client.HTTPConnection(host, int(port))
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = conn.getresponse(); r.read()
+    rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+    results = {
+        "uid": os.getuid(),
+        "cap_eff": status("CapEff"),
+        "no_new_privs": status("NoNewPrivs"),
+        "write_init_exe": attempt(lambda: open("/proc/1/exe", "wb")),
+        "read_init_environ": attempt(lambda: open("/proc/1/environ", "rb").read()),
+        "mount": attempt(mount),
+        "mknod": attempt(lambda: os.mknod("/tmp/disk", stat.S_IFBLK | 0o600, os.makedev(8, 0))),
+        "write_task": attempt(lambda: open("/var/task/new", "w")),
+        "state_dir_visible": os.path.exists(os.environ["STATE_DIR"]),
+        "kill_init": attempt(lambda: os.kill(1, signal.SIGKILL)),
+    }
+    conn.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", json.dumps(results))
+    conn.getresponse().read()
+"#;
+
+#[test]
+fn a_function_cannot_reach_the_host_or_the_init() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = env.dir.path().join("escape");
+    fs::create_dir(&function).unwrap();
+    fs::write(function.join("bootstrap"), ESCAPE).unwrap();
+    fs::set_permissions(
+        function.join("bootstrap"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let state_dir = format!("STATE_DIR={}", env.root.display());
+    let server = start(&env, &readable(function), &["--env", &state_dir]);
+    let response = server.invoke("escape", b"{}", &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let results = json_body(&response);
+    assert_eq!(results["uid"], 993, "the function is not root: {results}");
+    assert_eq!(results["cap_eff"], "0000000000000000", "{results}");
+    assert_eq!(results["no_new_privs"], "1", "{results}");
+    for (attempt, errno) in [
+        ("write_init_exe", "EACCES"),
+        ("read_init_environ", "EACCES"),
+        ("mount", "EPERM"),
+        ("mknod", "EPERM"),
+        ("write_task", "EROFS"),
+    ] {
+        assert_eq!(results[attempt], errno, "{attempt}: {results}");
+    }
+    assert_eq!(results["state_dir_visible"], false, "{results}");
+    // SIGKILL from inside the pid namespace cannot reach its init; the environment lives on.
+    assert_eq!(server.invoke("escape", b"{}", &[]).status, 200);
 }

@@ -3,8 +3,10 @@
 //! request is parsed into a typed [`Command`](crate::supervisor::Command) for the supervisor's
 //! task; no handler touches the environment's state itself.
 
+pub mod extensions;
 pub mod invoke;
 pub mod runtime;
+pub mod telemetry;
 pub mod wire;
 
 use std::convert::Infallible;
@@ -18,6 +20,22 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Handles a request on the listener inside the environment (`AWS_LAMBDA_RUNTIME_API`), which
+/// serves the Runtime, Extensions, Telemetry and Logs APIs by path prefix.
+pub async fn handle_sandbox(
+    request: Request<Incoming>,
+    commands: tokio::sync::mpsc::UnboundedSender<crate::supervisor::Command>,
+) -> Response<Full<Bytes>> {
+    let path = request.uri().path();
+    if path.starts_with(wire::EXTENSION_PREFIX) {
+        extensions::handle(request, commands).await
+    } else if path == wire::TELEMETRY_PATH || path == wire::LOGS_PATH {
+        telemetry::handle(request, commands).await
+    } else {
+        runtime::handle(request, commands).await
+    }
+}
 
 /// Serves HTTP/1.1 (keep-alive) on one accepted connection with `handler`.
 pub fn serve_connection<IO, H, F>(io: IO, handler: H)

@@ -10,6 +10,9 @@ use serde::Serialize;
 
 pub const RUNTIME_PREFIX: &str = "/2018-06-01/runtime/";
 pub const INVOKE_PREFIX: &str = "/2015-03-31/functions/";
+pub const EXTENSION_PREFIX: &str = "/2020-01-01/extension/";
+pub const TELEMETRY_PATH: &str = "/2022-07-01/telemetry";
+pub const LOGS_PATH: &str = "/2020-08-15/logs";
 
 pub const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 pub const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
@@ -20,6 +23,12 @@ pub const COGNITO_IDENTITY: &str = "lambda-runtime-cognito-identity";
 pub const FUNCTION_ERROR_TYPE: &str = "lambda-runtime-function-error-type";
 pub const FUNCTION_ERROR_BODY: &str = "lambda-runtime-function-error-body";
 pub const RESPONSE_MODE: &str = "lambda-runtime-function-response-mode";
+
+pub const EXTENSION_NAME: &str = "lambda-extension-name";
+pub const EXTENSION_ACCEPT_FEATURE: &str = "lambda-extension-accept-feature";
+pub const EXTENSION_IDENTIFIER: &str = "lambda-extension-identifier";
+pub const EXTENSION_EVENT_IDENTIFIER: &str = "lambda-extension-event-identifier";
+pub const EXTENSION_ERROR_TYPE: &str = "lambda-extension-function-error-type";
 
 pub const INVOCATION_TYPE: &str = "x-amz-invocation-type";
 pub const LOG_TYPE: &str = "x-amz-log-type";
@@ -37,10 +46,12 @@ pub const MAX_RESPONSE: usize = 6 * 1024 * 1024 + 100;
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// The largest asynchronous (Event) invoke payload (1 MiB).
 pub const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
+/// How many extensions an environment may have, internal and external together.
+pub const MAX_EXTENSIONS: usize = 10;
 /// How much of the log `X-Amz-Log-Result` carries (the last 4 KB).
 pub const LOG_TAIL: usize = 4096;
 
-/// The body of every error the Runtime API answers with.
+/// The body of every error the Runtime, Extensions and Telemetry APIs answer with.
 #[derive(Debug, Serialize)]
 pub struct RuntimeError {
     #[serde(rename = "errorType")]
@@ -110,4 +121,35 @@ pub fn function_failure(error_type: &str, message: &str) -> Bytes {
         serde_json::to_vec(&serde_json::json!({"errorType": error_type, "errorMessage": message}))
             .expect("json"),
     )
+}
+
+/// A refused Extensions or Telemetry API call: status, `errorType` and message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub error_type: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    /// 403, RAPID's answer to every refused Extensions API call.
+    pub fn forbidden(error_type: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            error_type,
+            message: message.into(),
+        }
+    }
+
+    pub fn bad_request(error_type: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error_type,
+            message: message.into(),
+        }
+    }
+
+    pub fn response(self) -> Response<Full<Bytes>> {
+        runtime_error(self.status, self.error_type, self.message)
+    }
 }

@@ -52,6 +52,20 @@ impl Cgroup {
         file::write(&self.freeze_path(), "1")
     }
 
+    /// `cgroup.freeze` held open, for a supervisor that freezes and thaws around every
+    /// invocation: one write each, no open or close on the invocation's path.
+    pub fn freezer(&self) -> Result<Freezer, CgroupError> {
+        let path = self.freeze_path();
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|source| CgroupError::Open {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Freezer { file, path })
+    }
+
     /// Whether the kernel reports the leaf frozen (`frozen 1` in `cgroup.events`).
     pub fn is_frozen(&self) -> Result<bool, CgroupError> {
         self.event("frozen")
@@ -160,6 +174,37 @@ impl Cgroup {
     }
 }
 
+/// An open `cgroup.freeze` (see [`Cgroup::freezer`]).
+#[derive(Debug)]
+pub struct Freezer {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl Freezer {
+    /// Starts freezing and returns at once (see [`Cgroup::request_freeze`]).
+    pub fn request_freeze(&self) -> Result<(), CgroupError> {
+        self.write("1")
+    }
+
+    /// Thaws without waiting for `frozen 0`: the kernel lets the tasks run again as the write
+    /// returns, and a freeze still in progress is cancelled.
+    pub fn request_thaw(&self) -> Result<(), CgroupError> {
+        self.write("0")
+    }
+
+    fn write(&self, value: &str) -> Result<(), CgroupError> {
+        use std::os::unix::fs::FileExt;
+        self.file
+            .write_all_at(value.as_bytes(), 0)
+            .map_err(|source| CgroupError::Write {
+                path: self.path.clone(),
+                value: value.to_string(),
+                source,
+            })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::os::unix::process::ExitStatusExt;
@@ -227,6 +272,18 @@ mod tests {
         assert_eq!(content(cgroup.unified_dir(), "cgroup.freeze"), "1");
         assert!(!cgroup.is_frozen().unwrap());
         assert!(cgroup.populated().unwrap());
+    }
+
+    #[test]
+    fn a_freezer_writes_through_its_open_file() {
+        // Written in place at offset 0, as the kernel's file takes it (a plain file keeps the
+        // rest, so the fake holds one byte).
+        let (_fake, cgroup) = leaf(&[("cgroup.freeze", "0"), (EVENTS, "populated 1\nfrozen 0\n")]);
+        let freezer = cgroup.freezer().unwrap();
+        freezer.request_freeze().unwrap();
+        assert_eq!(content(cgroup.unified_dir(), "cgroup.freeze"), "1");
+        freezer.request_thaw().unwrap();
+        assert_eq!(content(cgroup.unified_dir(), "cgroup.freeze"), "0");
     }
 
     #[test]

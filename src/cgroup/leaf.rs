@@ -204,6 +204,29 @@ impl Cgroup {
         }
     }
 
+    /// How many processes the OOM killer has killed in the leaf (`oom_kill` of
+    /// `memory.events`, or of v1's `memory.oom_control`); `None` without a memory controller.
+    pub fn oom_kills(&self) -> Result<Option<u64>, CgroupError> {
+        let path = match (self.memory, self.v1_leaf(Controller::Memory)) {
+            (MemoryBackend::V2, _) => self.unified.join("memory.events"),
+            (MemoryBackend::V1, Some(leaf)) => leaf.join("memory.oom_control"),
+            (MemoryBackend::V1, None) | (MemoryBackend::Unavailable, _) => return Ok(None),
+        };
+        let Some(text) = file::read_if_present(&path)? else {
+            return Ok(None);
+        };
+        let count = text
+            .lines()
+            .find_map(|line| line.strip_prefix("oom_kill ")?.trim().parse().ok());
+        match count {
+            Some(count) => Ok(Some(count)),
+            None => Err(CgroupError::Malformed {
+                path,
+                content: text,
+            }),
+        }
+    }
+
     /// Removes the leaf from every hierarchy, with any cgroups the environment made inside it.
     /// A leaf already gone is fine; one still busy is retried for a moment. The leaf must hold
     /// no process (see [`Cgroup::kill`]).

@@ -17,6 +17,7 @@ mod leaf;
 mod plan;
 mod usage;
 
+pub use control::Freezer;
 pub use error::CgroupError;
 pub use host::{CgroupHost, HostKind, MemoryBackend};
 pub use leaf::Cgroup;

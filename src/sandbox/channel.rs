@@ -45,6 +45,8 @@ pub enum ToInit {
         env: Vec<String>,
         cwd: std::path::PathBuf,
     },
+    /// Send a signal to one process the init started (SIGTERM to the runtime at shutdown).
+    Signal { pid: i32, signal: i32 },
     /// Kill every process of the environment but the init, keeping namespaces and `/tmp`.
     KillAll,
     /// Kill everything and exit with this code: the environment ends.

@@ -1,5 +1,5 @@
 //! The init of a Lambda environment: it stays pid 1 and single-threaded for the life of the
-//! environment, starts the runtime (and later extensions) when the supervisor asks, reaps every
+//! environment, starts the runtime and the extensions when the supervisor asks, signals them, reaps every
 //! process, reports exits and termination signals, and empties the environment on a reset
 //! without losing its namespaces or `/tmp`.
 
@@ -114,6 +114,12 @@ fn handle_command(
             };
             drop(fds);
             let _ = channel.send(&reply);
+        }
+        ToInit::Signal { pid, signal } => {
+            // A process that already ended is no error: its exit is on its way.
+            if let Ok(signal) = Signal::try_from(signal) {
+                let _ = kill(Pid::from_raw(pid), signal);
+            }
         }
         ToInit::KillAll => {
             kill_all_and_reap(channel);

@@ -1,12 +1,16 @@
 //! The supervisor of one Lambda environment: a host process outside the environment's cgroup
-//! that owns the environment's state in a single task. The Runtime and Invoke API handlers,
-//! the init's messages, the runtime's output and the timers all reach that task as
-//! [`Command`]s; it drives the pure machine in `lifecycle` and carries out the effects
-//! (spawning the runtime through the init, freezing, thawing, resets, answers to callers).
+//! that owns the environment's state in a single task. The Runtime, Extensions, Telemetry and
+//! Invoke API handlers, the init's messages, the processes' output and the timers all reach
+//! that task as [`Command`]s; it drives the pure machine in `lifecycle` and carries out the
+//! effects (spawning extensions and the runtime through the init, INVOKE and SHUTDOWN events,
+//! telemetry records, freezing, thawing, resets, answers to callers).
 
+pub mod extensions;
+mod netns;
 mod report;
-mod runtime_env;
 pub mod serve;
+mod spawn;
+mod telemetry;
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -18,15 +22,31 @@ use bytes::Bytes;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::api::extensions::{ErrorKind, ExtensionEvent, Tracing};
+use crate::api::telemetry::{
+    InitMetrics, Record, ReportMetrics, RuntimeDoneMetrics, Status, TraceContext,
+};
 use crate::api::wire;
-use crate::cgroup::Cgroup;
-use crate::lifecycle::{self, Effect, Event, Failure, Phase};
+use crate::cgroup::{Cgroup, Freezer};
+use crate::lifecycle::{self, Effect, Event, Failure, Phase, ShutdownReason};
 use crate::sandbox::channel::{Channel, FromInit, ToInit};
 use crate::spec::EnvironmentSpec;
+use extensions::{ExtensionRequest, Extensions, Refusal as ExtensionRefusal, Registered};
 use report::LogBook;
+use spawn::Role;
+use telemetry::Telemetry;
 
 /// How long Init may take (Lambda's limit).
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long extensions (and the runtime, when there are extensions) get to finish after
+/// SHUTDOWN before everything is killed.
+const SHUTDOWN_BUDGET: Duration = Duration::from_millis(2_000);
+/// How long the supervisor keeps reading the processes' output after the init is gone.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(200);
+/// The account in ARNs and in `register` answers.
+const ACCOUNT_ID: &str = "012345678912";
+/// `initializationType` of every Init (no provisioned concurrency or SnapStart here).
+const INITIALIZATION_TYPE: &str = "on-demand";
 
 /// What the supervisor's task is told.
 pub enum Command {
@@ -56,8 +76,14 @@ pub enum Command {
     Invoke(InvokeRequest),
     /// `start` arrived: run Init.
     Start,
-    /// One line the runtime wrote.
-    Log(String),
+    /// One line the runtime or an extension wrote.
+    Output { from: Role, line: String },
+    /// An output stream of a process reached its end.
+    OutputClosed,
+    /// The supervisor could not even ask the init to start a process.
+    SpawnError { role: Role, reason: String },
+    /// An Extensions, Telemetry or Logs API call.
+    Extension(ExtensionRequest),
     /// A message from the init.
     Init(FromInit),
     /// The init exited or the channel to it broke: the environment is over.
@@ -72,6 +98,9 @@ pub enum TimerKind {
     Init,
     Deadline,
     Idle,
+    Shutdown,
+    /// The end of `com.runlambda.freeze-delay-ms` after an invocation.
+    Freeze,
 }
 
 /// A Runtime API call the current state refuses.
@@ -127,6 +156,8 @@ pub struct Function {
     pub memory_mb: u32,
     pub timeout: Duration,
     pub idle_timeout: Duration,
+    /// How long an idle environment stays thawed (0: freeze at once, as Lambda does).
+    pub freeze_delay: Duration,
     pub region: String,
     pub memory_enforced: bool,
 }
@@ -134,7 +165,7 @@ pub struct Function {
 impl Function {
     pub fn arn(&self) -> String {
         format!(
-            "arn:aws:lambda:{}:012345678912:function:{}",
+            "arn:aws:lambda:{}:{ACCOUNT_ID}:function:{}",
             self.region, self.name
         )
     }
@@ -146,9 +177,15 @@ struct Accepted {
     id: String,
     /// When the invocation started counting against its timeout.
     started: Option<Instant>,
+    /// When the runtime received it.
+    delivered: Option<Instant>,
     deadline_ms: u64,
     /// An answer held back until the REPORT line exists, for a caller who asked for the log.
     held: Option<Outcome>,
+    /// How the invocation went, for `platform.runtimeDone` and `platform.report`.
+    status: Status,
+    error_type: Option<String>,
+    produced_bytes: u64,
 }
 
 /// The environment's state, owned by the supervisor task alone.
@@ -156,18 +193,37 @@ pub struct Supervisor {
     spec: EnvironmentSpec,
     function: Function,
     cgroup: Cgroup,
+    /// The leaf's `cgroup.freeze`, held open for the freeze and thaw around each invocation.
+    freezer: Freezer,
     init: Rc<AsyncFd<Channel>>,
+    /// The init's pid on the host, to read the environment's `/opt/extensions`.
+    init_pid: i32,
     commands: mpsc::UnboundedSender<Command>,
     phase: Phase,
     runtime_pid: Option<i32>,
+    /// What the init was asked to start and has not yet reported started, in order.
+    spawning: VecDeque<Role>,
+    extensions: Extensions,
+    /// How the failing extension failed (`Extension.Crash`, …) and why, for the caller.
+    extension_failure: Option<(String, String)>,
+    telemetry: Telemetry,
+    /// Output streams not yet at their end.
+    open_streams: usize,
     parked: Option<oneshot::Sender<Result<Delivery, Refusal>>>,
     current: Option<Accepted>,
     queue: VecDeque<Accepted>,
     frozen: bool,
     generation: u64,
+    /// The freeze-delay timer's own generation, so that it runs beside the other timer.
+    freeze_generation: u64,
     init_started: Option<Instant>,
     /// Init's duration, reported once, in the REPORT of the first invocation after it.
     init_duration: Option<Duration>,
+    /// `phase` of the current Init's records: `init`, or `invoke` for an Init inside an
+    /// invocation (after a reset).
+    init_phase: &'static str,
+    /// The leaf's OOM-kill count when last looked at: a rise means the runtime ran out of memory.
+    oom_kills: Option<u64>,
     log: LogBook,
 }
 
@@ -177,24 +233,47 @@ impl Supervisor {
         function: Function,
         cgroup: Cgroup,
         init: Channel,
+        init_pid: i32,
         commands: mpsc::UnboundedSender<Command>,
     ) -> std::io::Result<Self> {
         set_nonblocking(&init)?;
+        let netns = std::fs::File::open(format!("/proc/{init_pid}/ns/net"))
+            .and_then(netns::Connector::start);
+        let connector = match netns {
+            Ok(connector) => Some(connector),
+            Err(e) => {
+                write_log_line(&format!(
+                    "runlambda: telemetry cannot be delivered: cannot join the environment's network namespace: {e}"
+                ));
+                None
+            }
+        };
+        let freezer = cgroup.freezer().map_err(std::io::Error::other)?;
         Ok(Self {
             spec,
             function,
+            freezer,
             cgroup,
             init: Rc::new(crate::sys::async_fd(init)?),
+            init_pid,
             commands,
             phase: Phase::Created,
             runtime_pid: None,
+            spawning: VecDeque::new(),
+            extensions: Extensions::default(),
+            extension_failure: None,
+            telemetry: Telemetry::new(connector),
+            open_streams: 0,
             parked: None,
             current: None,
             queue: VecDeque::new(),
             frozen: false,
             generation: 0,
+            freeze_generation: 0,
             init_started: None,
             init_duration: None,
+            init_phase: "init",
+            oom_kills: None,
             log: LogBook::default(),
         })
     }
@@ -225,11 +304,20 @@ impl Supervisor {
         self.init.clone()
     }
 
-    /// Runs until the environment is over; returns the init's exit code to use.
+    /// Runs until the environment is over, then reads what its processes wrote last.
     pub async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         while let Some(command) = commands.recv().await {
             if !self.handle(command) {
                 break;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + DRAIN_TIMEOUT;
+        while self.open_streams > 0 {
+            match tokio::time::timeout_at(deadline, commands.recv()).await {
+                Ok(Some(Command::Output { from, line })) => self.on_output(from, line),
+                Ok(Some(Command::OutputClosed)) => self.open_streams -= 1,
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => break,
             }
         }
     }
@@ -244,14 +332,20 @@ impl Supervisor {
                 body,
                 content_type,
                 reply,
-            } => self.on_answer(id, body, content_type, false, reply),
-            // The error type header only labels the error internally; the caller gets the body.
+            } => self.on_answer(id, body, content_type, None, reply),
+            // The error type header labels the error in telemetry; the caller gets the body.
             Command::Error {
                 id,
                 body,
-                error_type: _,
+                error_type,
                 reply,
-            } => self.on_answer(id, body, Some("application/json".into()), true, reply),
+            } => self.on_answer(
+                id,
+                body,
+                Some("application/json".into()),
+                Some(error_type.unwrap_or_else(|| "Unhandled".into())),
+                reply,
+            ),
             Command::InitError { body, reply, .. } => {
                 self.log.line(&format!(
                     "runtime reported an init error: {}",
@@ -269,7 +363,10 @@ impl Supervisor {
                 let _ = reply.send(result);
             }
             Command::Invoke(request) => self.on_invoke(request),
-            Command::Log(line) => self.log.line(&line),
+            Command::Output { from, line } => self.on_output(from, line),
+            Command::OutputClosed => self.open_streams = self.open_streams.saturating_sub(1),
+            Command::SpawnError { role, reason } => self.on_spawn_failure(role, reason),
+            Command::Extension(request) => self.on_extension(request),
             Command::Init(message) => self.on_init_message(message),
             Command::InitGone => {
                 self.fail_everything();
@@ -280,8 +377,16 @@ impl Supervisor {
         true
     }
 
-    /// Feeds an event to the machine and carries out its effects.
+    /// Feeds an event to the machine and carries out its effects, then the events that the
+    /// new state already implies (every extension waiting, a shutdown finished).
     fn step(&mut self, event: Event) {
+        self.transition(event);
+        while let Some(implied) = self.implied_event() {
+            self.transition(implied);
+        }
+    }
+
+    fn transition(&mut self, event: Event) {
         let Ok((phase, effects)) = lifecycle::on(self.phase, event) else {
             return;
         };
@@ -298,27 +403,69 @@ impl Supervisor {
     fn apply(&mut self, effect: Effect) {
         match effect {
             Effect::Thaw => self.thaw(),
-            Effect::SpawnRuntime => self.spawn_runtime(),
+            Effect::SpawnExtensions => self.spawn_extensions(),
+            Effect::SpawnRuntime => self.spawn(Role::Runtime),
             Effect::Deliver => self.deliver(),
             Effect::Redeliver => {}
             Effect::Reply => {}
-            Effect::Fail(failure) => self.fail_current(failure),
+            Effect::Fail(failure) => {
+                self.fail_init(failure);
+                self.fail_current(failure);
+            }
             Effect::InitDone => {
-                self.init_duration = self.init_started.map(|t| t.elapsed());
+                let duration = self.init_started.map(|t| t.elapsed()).unwrap_or_default();
+                self.init_duration = Some(duration);
+                self.report_init(duration, Status::Success, None);
+            }
+            Effect::Complete => {
+                self.finish_current();
             }
             Effect::Freeze => self.freeze_if_idle(),
+            Effect::Shutdown(reason) => self.begin_shutdown(reason),
             Effect::KillAll => {
-                // An answered invocation whose runtime dies before its next `next` is complete.
-                self.finish_current();
+                // Nobody may be left waiting for an invocation of an emptied environment.
+                self.fail_current(Failure::RuntimeExit);
                 self.thaw();
                 self.runtime_pid = None;
                 self.parked = None;
+                self.extensions.clear();
+                self.telemetry.clear();
                 let _ = self.init.get_ref().send(&ToInit::KillAll);
             }
             Effect::ExitInit => {
                 let _ = self.init.get_ref().send(&ToInit::Exit { code: 0 });
             }
         }
+    }
+
+    /// Every extension told to shut down is done, and so is the runtime (which is only given
+    /// time to end on its own when there are extensions).
+    fn shutdown_settled(&self) -> bool {
+        let runtime_gone =
+            self.runtime_pid.is_none() && !self.spawning.iter().any(|r| *r == Role::Runtime);
+        self.extensions.shutdown_settled() && (self.extensions.is_empty() || runtime_gone)
+    }
+
+    /// SHUTDOWN to the extensions subscribed to it, SIGTERM to the runtime, and the budget;
+    /// without extensions nothing waits and everything is killed at once.
+    fn begin_shutdown(&mut self, reason: ShutdownReason) {
+        self.telemetry.flush();
+        if self.extensions.is_empty() {
+            return;
+        }
+        self.thaw();
+        let event = ExtensionEvent::Shutdown {
+            shutdown_reason: reason.as_str(),
+            deadline_ms: epoch_ms() + SHUTDOWN_BUDGET.as_millis() as u64,
+        };
+        self.extensions.shutdown(&event);
+        if let Some(pid) = self.runtime_pid {
+            let _ = self.init.get_ref().send(&ToInit::Signal {
+                pid,
+                signal: nix::sys::signal::Signal::SIGTERM as i32,
+            });
+        }
+        self.arm(TimerKind::Shutdown, SHUTDOWN_BUDGET);
     }
 
     fn on_next(&mut self, reply: oneshot::Sender<Result<Delivery, Refusal>>) {
@@ -329,15 +476,24 @@ impl Supervisor {
                     let _ = reply.send(Ok(delivery));
                 }
             }
-            Phase::Initializing | Phase::Responded => {
+            Phase::Initializing => {
                 self.parked = Some(reply);
-                let event = Event::Next;
-                if self.phase == Phase::Responded {
-                    self.finish_current();
-                }
-                self.step(event);
+                self.telemetry.emit(Record::InitRuntimeDone {
+                    initialization_type: INITIALIZATION_TYPE,
+                    phase: self.init_phase,
+                    status: Status::Success,
+                    error_type: None,
+                });
+                self.step(Event::Next);
             }
-            Phase::Ready => self.parked = Some(reply),
+            Phase::Responded => {
+                self.parked = Some(reply);
+                self.runtime_done();
+                self.step(Event::Next);
+            }
+            Phase::Ready | Phase::InitFinishing | Phase::InvokeFinishing => {
+                self.parked = Some(reply)
+            }
             phase => {
                 let _ = reply.send(Err(Refusal::InvalidState(format!(
                     "State transition from {phase:?} to Ready failed for runtime"
@@ -346,14 +502,37 @@ impl Supervisor {
         }
     }
 
+    /// `platform.runtimeDone` for the current invocation, once.
+    fn runtime_done(&mut self) {
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        let Some(delivered) = current.delivered else {
+            return;
+        };
+        let duration = delivered.elapsed();
+        let record = Record::RuntimeDone {
+            request_id: current.id.clone(),
+            status: current.status,
+            error_type: current.error_type.clone(),
+            metrics: RuntimeDoneMetrics {
+                duration_ms: ms(duration),
+                produced_bytes: current.produced_bytes,
+            },
+        };
+        current.delivered = None;
+        self.telemetry.emit(record);
+    }
+
     fn on_answer(
         &mut self,
         id: String,
         body: Bytes,
         content_type: Option<String>,
-        function_error: bool,
+        error_type: Option<String>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     ) {
+        let function_error = error_type.is_some();
         let matches = self.current.as_ref().is_some_and(|c| c.id == id);
         if !matches {
             let _ = reply.send(Err(Refusal::InvalidRequestId));
@@ -366,7 +545,14 @@ impl Supervisor {
             ))));
             return;
         }
-        self.disarm();
+        // The deadline keeps running: it covers the extensions' work after the answer too.
+        if let Some(current) = self.current.as_mut() {
+            current.produced_bytes = body.len() as u64;
+            if function_error {
+                current.status = Status::Error;
+                current.error_type = error_type;
+            }
+        }
         self.answer(Outcome {
             request_id: id,
             body,
@@ -398,8 +584,12 @@ impl Supervisor {
             request,
             id: uuid::Uuid::new_v4().to_string(),
             started: None,
+            delivered: None,
             deadline_ms: 0,
             held: None,
+            status: Status::Success,
+            error_type: None,
+            produced_bytes: 0,
         });
         self.start_queued();
     }
@@ -452,10 +642,29 @@ impl Supervisor {
         })
     }
 
+    /// `platform.start`, INVOKE to the extensions subscribed to it, then the event to the
+    /// runtime (RAPID releases INVOKE to extensions first).
     fn deliver(&mut self) {
         let (Some(parked), Some(delivery)) = (self.parked.take(), self.delivery()) else {
             return;
         };
+        self.telemetry.emit(Record::Start {
+            request_id: delivery.id.clone(),
+            version: "$LATEST",
+            tracing: TraceContext {
+                kind: "X-Amzn-Trace-Id",
+                value: delivery.trace_id.clone(),
+            },
+        });
+        self.extensions.invoke(&ExtensionEvent::Invoke {
+            deadline_ms: delivery.deadline_ms,
+            request_id: delivery.id.clone(),
+            invoked_function_arn: delivery.function_arn.clone(),
+            tracing: Tracing::amzn(delivery.trace_id.clone()),
+        });
+        if let Some(current) = self.current.as_mut() {
+            current.delivered = Some(Instant::now());
+        }
         let _ = parked.send(Ok(delivery));
     }
 
@@ -480,13 +689,28 @@ impl Supervisor {
         };
         let duration = current.started.map(|t| t.elapsed()).unwrap_or_default();
         let peak = self.cgroup.peak_memory_bytes().ok().flatten();
-        let log = self.log.finish(report::Report {
+        let init = self.init_duration.take();
+        let figures = report::Report {
             id: &current.id,
             duration,
             memory_mb: self.function.memory_mb,
             peak_bytes: peak,
             memory_enforced: self.function.memory_enforced,
-            init: self.init_duration.take(),
+            init,
+        };
+        let billed = report::billed_ms(&figures);
+        let log = self.log.finish(figures);
+        self.telemetry.emit(Record::Report {
+            request_id: current.id.clone(),
+            status: current.status,
+            error_type: current.error_type.clone(),
+            metrics: ReportMetrics {
+                duration_ms: ms(duration),
+                billed_duration_ms: billed,
+                memory_size_mb: self.function.memory_mb.into(),
+                max_memory_used_mb: peak.map_or(0, |p| p.div_ceil(1024 * 1024)),
+                init_duration_ms: init.map(ms),
+            },
         });
         if let (Some(mut outcome), Some(caller)) =
             (current.held.take(), current.request.reply.take())
@@ -496,34 +720,64 @@ impl Supervisor {
         }
     }
 
-    fn fail_current(&mut self, failure: Failure) {
-        let Some(mut current) = self.current.take() else {
-            return;
-        };
-        self.disarm();
-        let (error_type, message): (&str, String) = match failure {
+    /// What the caller and the telemetry are told about a platform failure: the error type,
+    /// the status, and the error message.
+    fn failure_details(&self, failure: Failure, id: &str) -> (String, Status, String) {
+        match failure {
             Failure::Timeout => (
-                "Sandbox.Timedout",
+                "Sandbox.Timedout".into(),
+                Status::Timeout,
                 format!(
-                    "RequestId: {} Error: Task timed out after {:.2} seconds",
-                    current.id,
+                    "RequestId: {id} Error: Task timed out after {:.2} seconds",
                     self.function.timeout.as_secs_f64()
                 ),
             ),
             Failure::RuntimeExit => (
-                "Runtime.ExitError",
-                format!(
-                    "RequestId: {} Error: Runtime exited without providing a reason",
-                    current.id
-                ),
+                "Runtime.ExitError".into(),
+                Status::Error,
+                format!("RequestId: {id} Error: Runtime exited without providing a reason"),
             ),
             Failure::InitError => (
-                "Runtime.InitError",
+                "Runtime.InitError".into(),
+                Status::Error,
+                format!("RequestId: {id} Error: the runtime failed to initialise"),
+            ),
+            Failure::OutOfMemory => (
+                "Runtime.OutOfMemory".into(),
+                Status::Error,
                 format!(
-                    "RequestId: {} Error: the runtime failed to initialise",
-                    current.id
+                    "RequestId: {id} Error: Runtime exited with error: signal: killed \
+                     (out of memory: {} MB)",
+                    self.function.memory_mb
                 ),
             ),
+            Failure::Extension => {
+                let (error_type, cause) = self
+                    .extension_failure
+                    .clone()
+                    .unwrap_or_else(|| ("Extension.Crash".into(), "an extension exited".into()));
+                (
+                    error_type,
+                    Status::Error,
+                    format!("RequestId: {id} Error: {cause}"),
+                )
+            }
+        }
+    }
+
+    fn fail_current(&mut self, failure: Failure) {
+        let Some(id) = self.current.as_ref().map(|c| c.id.clone()) else {
+            return;
+        };
+        self.disarm();
+        let (error_type, status, message) = self.failure_details(failure, &id);
+        if let Some(current) = self.current.as_mut() {
+            current.status = status;
+            current.error_type = Some(error_type.clone());
+        }
+        self.runtime_done();
+        let Some(mut current) = self.current.take() else {
+            return;
         };
         self.log.line(&format!(
             "{} {message}",
@@ -531,7 +785,7 @@ impl Supervisor {
         ));
         let outcome = Outcome {
             request_id: current.id.clone(),
-            body: wire::function_failure(error_type, &message),
+            body: wire::function_failure(&error_type, &message),
             content_type: Some("application/json".into()),
             function_error: true,
             log: None,
@@ -544,6 +798,39 @@ impl Supervisor {
         self.finish_current();
     }
 
+    /// An Init that fails reports so, with the runtime's part first if it had not ended.
+    fn fail_init(&mut self, failure: Failure) {
+        let Some(started) = self.init_started else {
+            return;
+        };
+        let (error_type, status, _) = self.failure_details(failure, "");
+        self.report_init(started.elapsed(), status, Some(error_type));
+    }
+
+    /// `platform.initRuntimeDone` (when the runtime had not reported) and `platform.initReport`;
+    /// the Init is over.
+    fn report_init(&mut self, duration: Duration, status: Status, error_type: Option<String>) {
+        if status != Status::Success {
+            self.telemetry.emit(Record::InitRuntimeDone {
+                initialization_type: INITIALIZATION_TYPE,
+                phase: self.init_phase,
+                status,
+                error_type: error_type.clone(),
+            });
+        }
+        self.telemetry.emit(Record::InitReport {
+            initialization_type: INITIALIZATION_TYPE,
+            phase: self.init_phase,
+            status,
+            error_type,
+            metrics: InitMetrics {
+                duration_ms: ms(duration),
+            },
+        });
+        self.telemetry.end_init();
+        self.init_started = None;
+    }
+
     fn fail_everything(&mut self) {
         self.fail_current(Failure::RuntimeExit);
         while let Some(next) = self.queue.pop_front() {
@@ -554,17 +841,42 @@ impl Supervisor {
 
     fn on_init_message(&mut self, message: FromInit) {
         match message {
-            FromInit::Spawned { pid } => self.runtime_pid = Some(pid),
+            FromInit::Spawned { pid } => match self.spawning.pop_front() {
+                Some(Role::Runtime) => self.runtime_pid = Some(pid),
+                Some(Role::Extension(name)) => self.extensions.started(&name, pid),
+                None => {}
+            },
             FromInit::SpawnFailed { reason } => {
-                self.log
-                    .line(&format!("cannot start the runtime: {reason}"));
-                self.step(Event::RuntimeExit);
+                if let Some(role) = self.spawning.pop_front() {
+                    self.on_spawn_failure(role, reason);
+                }
             }
             FromInit::Exited { pid, code } => {
                 if self.runtime_pid == Some(pid) {
                     self.runtime_pid = None;
                     self.log.line(&format!("runtime exited with status {code}"));
-                    self.step(Event::RuntimeExit);
+                    let oom = self.cgroup.oom_kills().ok().flatten();
+                    let killed_by_oom = oom.unwrap_or(0) > self.oom_kills.unwrap_or(0);
+                    self.oom_kills = oom;
+                    self.step(if killed_by_oom {
+                        Event::OutOfMemory
+                    } else {
+                        Event::RuntimeExit
+                    });
+                } else if let Some(name) = self.extensions.exited(pid) {
+                    let expected = matches!(
+                        self.phase,
+                        Phase::Resetting | Phase::Emptying | Phase::ShuttingDown | Phase::Exiting
+                    );
+                    if !expected {
+                        self.log
+                            .line(&format!("extension {name} exited with status {code}"));
+                        self.extension_failure.get_or_insert((
+                            "Extension.Crash".into(),
+                            format!("extension {name} exited with status {code}"),
+                        ));
+                    }
+                    self.step(Event::ExtensionFailed);
                 }
             }
             FromInit::Emptied => self.step(Event::Emptied),
@@ -573,12 +885,155 @@ impl Supervisor {
         }
     }
 
+    fn on_spawn_failure(&mut self, role: Role, reason: String) {
+        match role {
+            Role::Runtime => {
+                self.log
+                    .line(&format!("cannot start the runtime: {reason}"));
+                self.step(Event::RuntimeExit);
+            }
+            Role::Extension(name) => {
+                let cause = format!("cannot start extension {name}: {reason}");
+                self.log.line(&cause);
+                self.extension_failure
+                    .get_or_insert(("Extension.LaunchError".into(), cause));
+                self.step(Event::ExtensionFailed);
+            }
+        }
+    }
+
+    /// A line of output: to the environment's log, and to subscribers as a `function` or
+    /// `extension` record.
+    fn on_output(&mut self, from: Role, line: String) {
+        self.log.line(&line);
+        self.telemetry.emit(match from {
+            Role::Runtime => Record::Function(line),
+            Role::Extension(_) => Record::ExtensionLog(line),
+        });
+    }
+
+    fn on_extension(&mut self, request: ExtensionRequest) {
+        match request {
+            ExtensionRequest::Register {
+                registration,
+                reply,
+            } => {
+                // Registration closes with the runtime's first `next`.
+                let open = matches!(self.phase, Phase::StartingExtensions | Phase::Initializing);
+                let result = self
+                    .extensions
+                    .register(&registration, open)
+                    .map(|id| Registered {
+                        id,
+                        function_name: self.function.name.clone(),
+                        handler: self.spec.function.handler.clone().unwrap_or_default(),
+                        account_id: ACCOUNT_ID.into(),
+                    });
+                let _ = reply.send(result);
+                self.step_if_waiting();
+            }
+            ExtensionRequest::Next { id, reply } => match self.extensions.next(&id, reply) {
+                Ok(first) => {
+                    if let (true, Some(extension)) = (first, self.extensions.get(&id)) {
+                        let record = Record::Extension {
+                            name: extension.name.clone(),
+                            state: "Ready",
+                            events: extension.events.names(),
+                        };
+                        self.telemetry.emit(record);
+                    }
+                    self.step_if_waiting();
+                }
+                Err((refusal, reply)) => {
+                    let _ = reply.send(Err(refusal));
+                }
+            },
+            ExtensionRequest::Error {
+                id,
+                kind,
+                error_type,
+                reply,
+            } => match self.extensions.failed(&id, kind) {
+                Ok(name) => {
+                    let _ = reply.send(Ok(()));
+                    let what = match kind {
+                        ErrorKind::Init => "Extension.InitError",
+                        ErrorKind::Exit => "Extension.ExitError",
+                    };
+                    let cause = format!("extension {name} reported {error_type}");
+                    self.log.line(&cause);
+                    self.extension_failure.get_or_insert((what.into(), cause));
+                    if kind == ErrorKind::Init {
+                        self.step(Event::ExtensionFailed);
+                    } else {
+                        self.step_if_waiting();
+                    }
+                }
+                Err(refusal) => {
+                    let _ = reply.send(Err(refusal));
+                }
+            },
+            ExtensionRequest::Subscribe {
+                id,
+                subscription,
+                reply,
+            } => {
+                let result = match self.extensions.get(&id) {
+                    None => Err(ExtensionRefusal::UnknownIdentifier),
+                    Some(_) if self.init_started.is_none() => {
+                        Err(ExtensionRefusal::SubscriptionClosed(subscription.api))
+                    }
+                    Some(extension) => {
+                        let name = extension.name.clone();
+                        self.telemetry.subscribe(&name, subscription);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// What the state already implies: every extension waits in `next` (Init goes on, an
+    /// invocation ends), or everything told to shut down is done.
+    fn implied_event(&self) -> Option<Event> {
+        match self.phase {
+            Phase::StartingExtensions | Phase::InitFinishing | Phase::InvokeFinishing
+                if self.extensions.all_waiting() =>
+            {
+                Some(Event::ExtensionsReady)
+            }
+            Phase::Resetting | Phase::ShuttingDown if self.shutdown_settled() => {
+                Some(Event::ShutdownDone)
+            }
+            _ => None,
+        }
+    }
+
+    /// Re-checks what waiting extensions hold up, after one of them moved.
+    fn step_if_waiting(&mut self) {
+        if let Some(implied) = self.implied_event() {
+            self.step(implied);
+        }
+    }
+
     fn on_timer(&mut self, kind: TimerKind, generation: u64) {
+        if kind == TimerKind::Freeze {
+            if generation == self.freeze_generation {
+                self.freeze_now();
+            }
+            return;
+        }
         if generation != self.generation {
             return;
         }
         match kind {
-            TimerKind::Deadline if self.phase == Phase::Initializing => {
+            TimerKind::Deadline
+                if matches!(
+                    self.phase,
+                    Phase::StartingExtensions | Phase::Initializing | Phase::InitFinishing
+                ) =>
+            {
                 self.step(Event::InitTimeout)
             }
             TimerKind::Deadline => self.step(Event::Timeout),
@@ -586,14 +1041,18 @@ impl Supervisor {
             TimerKind::Idle if self.current.is_none() && self.queue.is_empty() => {
                 self.step(Event::Shutdown)
             }
-            TimerKind::Idle => {}
+            TimerKind::Idle | TimerKind::Freeze => {}
+            TimerKind::Shutdown => self.step(Event::ShutdownDone),
         }
     }
 
     /// Arms the one timer of the environment (a new one replaces the old).
     fn arm(&mut self, kind: TimerKind, after: Duration) {
         self.generation += 1;
-        let generation = self.generation;
+        self.start_timer(kind, self.generation, after);
+    }
+
+    fn start_timer(&self, kind: TimerKind, generation: u64, after: Duration) {
         let commands = self.commands.clone();
         tokio::task::spawn_local(async move {
             tokio::time::sleep(after).await;
@@ -605,53 +1064,115 @@ impl Supervisor {
         self.generation += 1;
     }
 
-    fn spawn_runtime(&mut self) {
+    /// Init begins: its records start, its timer runs (unless it runs inside an invocation,
+    /// whose deadline covers it), and the external extensions start in lexical order.
+    fn spawn_extensions(&mut self) {
         self.init_started = Some(Instant::now());
-        if self.current.is_none() {
+        self.extension_failure = None;
+        self.init_phase = if self.current.is_some() {
+            "invoke"
+        } else {
             self.arm(TimerKind::Init, INIT_TIMEOUT);
+            "init"
+        };
+        self.telemetry.begin_init();
+        self.telemetry.emit(Record::InitStart {
+            initialization_type: INITIALIZATION_TYPE,
+            phase: self.init_phase,
+            function_name: self.function.name.clone(),
+            function_version: "$LATEST",
+        });
+        let root = std::path::PathBuf::from(format!("/proc/{}/root", self.init_pid));
+        let names = spawn::discover_extensions(&root);
+        if let Some(extra) = names.get(wire::MAX_EXTENSIONS) {
+            // Counted as launched, so Init waits for the failure instead of going on.
+            self.extensions.launch(extra);
+            let reason = format!(
+                "more than {} extensions in {}",
+                wire::MAX_EXTENSIONS,
+                spawn::EXTENSIONS_DIR
+            );
+            let _ = self.commands.send(Command::SpawnError {
+                role: Role::Extension(extra.clone()),
+                reason,
+            });
+            return;
         }
-        match runtime_env::spawn_runtime(&self.spec, &self.function, self.init.get_ref()) {
+        for name in names {
+            self.extensions.launch(&name);
+            self.spawn(Role::Extension(name));
+        }
+    }
+
+    /// Asks the init to start a process and reads its output.
+    fn spawn(&mut self, role: Role) {
+        match spawn::spawn(&self.spec, &self.function, self.init.get_ref(), &role) {
             Ok(streams) => {
+                self.spawning.push_back(role.clone());
                 for stream in streams {
-                    tokio::task::spawn_local(forward_lines(stream, self.commands.clone()));
+                    self.open_streams += 1;
+                    tokio::task::spawn_local(forward_lines(
+                        stream,
+                        role.clone(),
+                        self.commands.clone(),
+                    ));
                 }
             }
             Err(e) => {
-                self.log.line(&format!("cannot start the runtime: {e}"));
-                let _ = self.commands.send(Command::Init(FromInit::SpawnFailed {
+                // Reported through the queue: the machine is in the middle of a transition.
+                let _ = self.commands.send(Command::SpawnError {
+                    role,
                     reason: e.to_string(),
-                }));
+                });
             }
         }
     }
 
+    /// Freezes an idle environment: at once (without waiting for the kernel to confirm, so the
+    /// freeze never sits on an invocation's path), or after the freeze delay.
     fn freeze_if_idle(&mut self) {
+        if self.function.freeze_delay.is_zero() {
+            self.freeze_now();
+        } else {
+            self.freeze_generation += 1;
+            self.start_timer(
+                TimerKind::Freeze,
+                self.freeze_generation,
+                self.function.freeze_delay,
+            );
+        }
+    }
+
+    fn freeze_now(&mut self) {
         let idle = self.queue.is_empty() && self.current.is_none();
-        if idle && !self.frozen && self.cgroup.request_freeze().is_ok() {
+        if idle && !self.frozen && self.freezer.request_freeze().is_ok() {
             self.frozen = true;
         }
     }
 
     fn thaw(&mut self) {
+        // A pending delayed freeze is for an idleness that just ended.
+        self.freeze_generation += 1;
         if self.frozen {
-            let _ = self.cgroup.thaw(Duration::from_secs(5));
+            let _ = self.freezer.request_thaw();
             self.frozen = false;
         }
     }
 }
 
-/// Reads one output stream of the runtime line by line into the command queue.
-async fn forward_lines(fd: OwnedFd, commands: mpsc::UnboundedSender<Command>) {
+/// Reads one output stream of a process line by line into the command queue.
+async fn forward_lines(fd: OwnedFd, from: Role, commands: mpsc::UnboundedSender<Command>) {
     use tokio::io::AsyncBufReadExt;
-    let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) else {
-        return;
-    };
-    let mut lines = tokio::io::BufReader::new(pipe).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if commands.send(Command::Log(line)).is_err() {
-            return;
+    if let Ok(pipe) = tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+        let mut lines = tokio::io::BufReader::new(pipe).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let from = from.clone();
+            if commands.send(Command::Output { from, line }).is_err() {
+                return;
+            }
         }
     }
+    let _ = commands.send(Command::OutputClosed);
 }
 
 fn set_nonblocking(channel: &Channel) -> std::io::Result<()> {
@@ -661,6 +1182,11 @@ fn set_nonblocking(channel: &Channel) -> std::io::Result<()> {
     fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
     let _ = fd.as_raw_fd();
     Ok(())
+}
+
+/// A duration in milliseconds, as telemetry metrics carry it.
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
 }
 
 fn epoch_ms() -> u64 {

@@ -51,10 +51,16 @@ impl LogBook {
     }
 }
 
+/// The billed duration: the invocation rounded up to the millisecond, plus Init on a cold start.
+pub fn billed_ms(report: &Report<'_>) -> u64 {
+    let ms = report.duration.as_secs_f64() * 1000.0;
+    ms.ceil().max(1.0) as u64 + report.init.map_or(0, |d| d.as_millis() as u64)
+}
+
 /// Lambda's REPORT line (tab-separated, as CloudWatch shows it).
 pub fn report_line(report: &Report<'_>) -> String {
     let ms = report.duration.as_secs_f64() * 1000.0;
-    let billed = ms.ceil().max(1.0) as u64 + report.init.map_or(0, |d| d.as_millis() as u64);
+    let billed = billed_ms(report);
     let mut line = format!(
         "REPORT RequestId: {}\tDuration: {ms:.2} ms\tBilled Duration: {billed} ms\tMemory Size: {} MB\t",
         report.id, report.memory_mb

@@ -34,6 +34,7 @@ pub fn serve(
     function: Function,
     cgroup: Cgroup,
     init: Channel,
+    init_pid: i32,
     init_pidfd: OwnedFd,
     listeners: Listeners,
 ) -> ! {
@@ -50,7 +51,14 @@ pub fn serve(
     let local = tokio::task::LocalSet::new();
     let result = local.block_on(&runtime, async move {
         let (commands, receiver) = mpsc::unbounded_channel();
-        let supervisor = Supervisor::new(spec, function.clone(), cgroup, init, commands.clone())?;
+        let supervisor = Supervisor::new(
+            spec,
+            function.clone(),
+            cgroup,
+            init,
+            init_pid,
+            commands.clone(),
+        )?;
         spawn_local(Supervisor::forward_init_messages(
             supervisor.init_channel(),
             commands.clone(),
@@ -60,7 +68,7 @@ pub fn serve(
         let to_runtime = commands.clone();
         spawn_local(api::serve_tcp(
             tokio::net::TcpListener::from_std(listeners.runtime)?,
-            move |request| api::runtime::handle(request, to_runtime.clone()),
+            move |request| api::handle_sandbox(request, to_runtime.clone()),
         ));
         let name = Rc::new((function.name.clone(), function.arn()));
         let (to_invoke, invoke_name) = (commands.clone(), name.clone());

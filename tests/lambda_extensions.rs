@@ -1,0 +1,259 @@
+//! Extensions and telemetry as a Lambda user sees them, through `runlambda run --layer`: the
+//! unmodified `lambda-extension`-crate example receives INVOKE for each invocation, telemetry
+//! records, and SHUTDOWN with Lambda's reasons; a small standard-library Python extension
+//! checks the Extensions API's wire errors and what an extension crash does to the caller.
+//!
+//! Extensions write their observations to their stdout (`EXTENSION_LOG=/dev/stdout` for the
+//! Rust example), which the environment's log — `run`'s stdout — carries.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::lambda::{extension_layer, header, python_function, Server};
+use common::{eventually, Env};
+use serde_json::Value;
+
+/// See tests/lambda_run.rs: lets environments run where no memory controller exists.
+const HYBRID_OK: &str = "allow_unenforced_memory = true";
+
+/// A standard-library extension. It registers under its file name for INVOKE and SHUTDOWN and
+/// prints `EVENT <type> <requestId|shutdownReason>` per event. With `EXT_MODE=wire` it first
+/// makes calls the API must refuse and prints `RESULT <call> <status> <errorType>` for each,
+/// and tries to register during each invocation; with `EXT_MODE=crash` it exits on INVOKE.
+const PYTHON_EXTENSION: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, sys
+
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+NAME = os.path.basename(sys.argv[0])
+MODE = os.environ.get("EXT_MODE", "wire")
+UNKNOWN = "8476a536-e9f4-11e8-9739-2dfe598c3fcd"
+
+def call(method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection(API)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    conn.close()
+    return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+def result(name, answer):
+    status, _, data = answer
+    try:
+        error = json.loads(data).get("errorType", "-")
+    except Exception:
+        error = "-"
+    print(f"RESULT {name} {status} {error}", flush=True)
+
+def register(name, events):
+    body = json.dumps({"events": events})
+    return call("POST", "/2020-01-01/extension/register", body, {"Lambda-Extension-Name": name})
+
+answer = register(NAME, ["INVOKE", "SHUTDOWN"])
+result("register", answer)
+ident = answer[1]["lambda-extension-identifier"]
+if MODE == "wire":
+    result("register-again", register(NAME, ["INVOKE"]))
+    result("next-without-identifier", call("GET", "/2020-01-01/extension/event/next"))
+    result("next-unknown-identifier", call("GET", "/2020-01-01/extension/event/next",
+                                           headers={"Lambda-Extension-Identifier": UNKNOWN}))
+    result("next-bad-identifier", call("GET", "/2020-01-01/extension/event/next",
+                                       headers={"Lambda-Extension-Identifier": "nope"}))
+    subscription = {"schemaVersion": "2022-07-01", "types": ["platform"],
+                    "buffering": {"maxItems": 5},
+                    "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:9009"}}
+    result("subscribe-bad-buffering", call("PUT", "/2022-07-01/telemetry", json.dumps(subscription),
+                                           {"Lambda-Extension-Identifier": ident}))
+while True:
+    _, _, data = call("GET", "/2020-01-01/extension/event/next",
+                      headers={"Lambda-Extension-Identifier": ident})
+    event = json.loads(data)
+    detail = event.get("requestId") or event.get("shutdownReason")
+    print(f"EVENT {event['eventType']} {detail} deadline={type(event['deadlineMs']).__name__}",
+          flush=True)
+    if event["eventType"] == "SHUTDOWN":
+        sys.exit(0)
+    if MODE == "wire":
+        result("register-after-init", register("latecomer", []))
+    if MODE == "crash":
+        sys.exit(3)
+"#;
+
+/// Makes a directory readable by the sandbox user, as Lambda's unzip does.
+fn readable(dir: PathBuf) -> PathBuf {
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+    dir
+}
+
+/// Adds the Python extension to `layer` as `extensions/py_ext`.
+fn add_python_extension(layer: &Path) {
+    let path = layer.join("extensions/py_ext");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, PYTHON_EXTENSION).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+/// A layer with only the Python extension.
+fn python_layer(dir: &Path) -> PathBuf {
+    let layer = dir.join("python-layer");
+    add_python_extension(&layer);
+    layer
+}
+
+fn start(env: &Env, layer: &Path, extra: &[&str]) -> Server {
+    let function = readable(python_function(env.dir.path()));
+    let mut cmd = env.command(&[
+        "run",
+        function.to_str().unwrap(),
+        "--layer",
+        layer.to_str().unwrap(),
+        "--env",
+        "EXTENSION_LOG=/dev/stdout",
+    ]);
+    cmd.args(extra);
+    Server::spawn(cmd)
+}
+
+fn json_body(response: &common::lambda::Response) -> Value {
+    serde_json::from_slice(&response.body)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", response.text()))
+}
+
+fn request_id(response: &common::lambda::Response) -> String {
+    header(response, "x-amzn-requestid")
+        .expect("x-amzn-requestid")
+        .to_string()
+}
+
+#[test]
+fn the_rust_extension_gets_invoke_for_each_invocation_and_spindown_at_ctrl_c() {
+    let env = Env::with_config(HYBRID_OK);
+    let layer = extension_layer(env.dir.path());
+    let mut server = start(&env, &layer, &[]);
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let response = server.invoke("python-echo", format!("{{\"n\":{i}}}").as_bytes(), &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+        assert_eq!(json_body(&response)["echo"]["n"], i);
+        ids.push(request_id(&response));
+    }
+    assert_eq!(server.stop().code(), Some(0), "Ctrl-C exits 0");
+    let log = server.stdout();
+    for id in &ids {
+        assert_eq!(
+            log.matches(&format!("INVOKE {id}")).count(),
+            1,
+            "{id}:\n{log}"
+        );
+    }
+    assert_eq!(log.matches("SHUTDOWN spindown").count(), 1, "{log}");
+    assert_eq!(log.matches("Init Duration: ").count(), 1, "{log}");
+}
+
+#[test]
+fn the_rust_extension_receives_platform_and_function_telemetry() {
+    let env = Env::with_config(HYBRID_OK);
+    let layer = extension_layer(env.dir.path());
+    let mut server = start(&env, &layer, &[]);
+    for _ in 0..2 {
+        let response = server.invoke("python-echo", br#"{"print":"hello-telemetry"}"#, &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    assert_eq!(server.stop().code(), Some(0));
+    let log = server.stdout();
+    // A record the crate cannot parse makes it drop the whole batch: each type present proves
+    // the schema of its records.
+    for kind in [
+        "platform.initStart",
+        "platform.initRuntimeDone",
+        "platform.initReport",
+        "platform.telemetrySubscription",
+        "platform.extension",
+        "platform.start",
+        "platform.runtimeDone",
+        "platform.report",
+        "function",
+    ] {
+        assert!(
+            log.contains(&format!("TELEMETRY {kind}\n")),
+            "TELEMETRY {kind} missing:\n{log}"
+        );
+    }
+    assert_eq!(
+        log.matches("TELEMETRY platform.start\n").count(),
+        2,
+        "{log}"
+    );
+}
+
+#[test]
+fn a_timeout_gives_extensions_shutdown_timeout_and_the_next_init_relaunches_them() {
+    let env = Env::with_config(HYBRID_OK);
+    let layer = extension_layer(env.dir.path());
+    let mut server = start(&env, &layer, &["--timeout", "1"]);
+    let response = server.invoke("python-echo", br#"{"sleep":30}"#, &[]);
+    assert_eq!(json_body(&response)["errorType"], "Sandbox.Timedout");
+    eventually(Duration::from_secs(10), "SHUTDOWN timeout", || {
+        server.stdout().contains("SHUTDOWN timeout")
+    });
+    let again = server.invoke("python-echo", b"{}", &[]);
+    assert_eq!(again.status, 200, "{}", again.text());
+    let id = request_id(&again);
+    assert_eq!(server.stop().code(), Some(0));
+    let log = server.stdout();
+    assert!(log.contains(&format!("INVOKE {id}")), "{log}");
+    assert!(log.contains("SHUTDOWN spindown"), "{log}");
+}
+
+#[test]
+fn the_extensions_api_refuses_bad_calls_with_lambdas_error_types() {
+    let env = Env::with_config(HYBRID_OK);
+    let layer = python_layer(env.dir.path());
+    let mut server = start(&env, &layer, &["--env", "EXT_MODE=wire"]);
+    let response = server.invoke("python-echo", b"{}", &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    let id = request_id(&response);
+    assert_eq!(server.stop().code(), Some(0));
+    let log = server.stdout();
+    for line in [
+        "RESULT register 200 -".to_string(),
+        "RESULT register-again 403 Extension.InvalidExtensionState".into(),
+        "RESULT next-without-identifier 403 Extension.MissingExtensionIdentifier".into(),
+        "RESULT next-unknown-identifier 403 Extension.UnknownExtensionIdentifier".into(),
+        "RESULT next-bad-identifier 403 Extension.InvalidExtensionIdentifier".into(),
+        "RESULT subscribe-bad-buffering 400 ValidationError".into(),
+        format!("EVENT INVOKE {id} deadline=int"),
+        "RESULT register-after-init 403 Extension.RegistrationClosed".into(),
+        "EVENT SHUTDOWN spindown deadline=int".into(),
+    ] {
+        assert!(log.contains(&line), "{line:?} missing:\n{log}");
+    }
+}
+
+#[test]
+fn an_extension_that_exits_mid_invoke_is_an_extension_crash_and_the_survivors_get_failure() {
+    let env = Env::with_config(HYBRID_OK);
+    let layer = extension_layer(env.dir.path());
+    add_python_extension(&layer);
+    let server = start(
+        &env,
+        &layer,
+        &["--env", "EXT_MODE=crash", "--timeout", "10"],
+    );
+    // The function takes its time, so the crash comes before its answer.
+    let response = server.invoke("python-echo", br#"{"sleep":3}"#, &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(header(&response, "x-amz-function-error"), Some("Unhandled"));
+    let body = json_body(&response);
+    assert_eq!(body["errorType"], "Extension.Crash", "{body}");
+    assert!(
+        body["errorMessage"].as_str().unwrap().contains("py_ext"),
+        "{body}"
+    );
+    eventually(Duration::from_secs(10), "SHUTDOWN failure", || {
+        server.stdout().contains("SHUTDOWN failure")
+    });
+}
