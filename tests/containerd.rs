@@ -299,14 +299,6 @@ fn ctr_runs_plain_containers_through_runlambda() {
         .env
         .ok(&["--root", root.to_str().unwrap(), "list", "--quiet"]);
     assert_eq!(left, "");
-    // The shim's cleanup deleted again with --force, which must not be logged as a failure.
-    assert!(
-        !containerd
-            .log_text()
-            .contains("failed to remove runc container"),
-        "{}",
-        containerd.log_text()
-    );
 }
 
 #[test]
