@@ -274,7 +274,12 @@ impl Runtime {
 
     /// Removes a stopped (or, with `force`, any) container: its processes, cgroup and state.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        let container = self.find(id)?;
+        let container = match self.find(id) {
+            // As runc: `delete --force` of a container that is already gone succeeds. The
+            // containerd shim's cleanup and podman after a failed create both call it.
+            Err(Error::State(state::StateError::NotFound(_))) if force => return Ok(()),
+            found => found?,
+        };
         let _lock = container.dir.lock()?;
         let status = container.status();
         // runc deletes a created container too: its process never ran.

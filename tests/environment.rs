@@ -155,3 +155,20 @@ fn two_environments_see_neither_each_others_processes_nor_tmp() {
     env.ok(&["delete", "--force", "a"]);
     assert_eq!(common::wait_exit(pid_a), 128 + 9);
 }
+
+#[test]
+fn a_file_bind_mount_with_a_propagation_option_is_mounted() {
+    // podman binds /etc/hosts, /etc/hostname and /run/.containerenv exactly so.
+    let env = Env::new();
+    let hosts = env.dir.path().join("hosts");
+    std::fs::write(&hosts, "127.0.0.1 bound-from-the-host\n").unwrap();
+    let mut cfg = sh("cat /etc/hosts");
+    cfg["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/etc/hosts", "type": "bind", "source": hosts,
+        "options": ["bind", "rprivate"]
+    }));
+    let bundle = env.bundle("b", &cfg);
+    let (code, out, err) = env.run_to_exit("hosts", &bundle);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "127.0.0.1 bound-from-the-host\n");
+}

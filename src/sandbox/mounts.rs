@@ -136,10 +136,11 @@ fn apply_mount(root: BorrowedFd<'_>, spec: &MountSpec) -> nix::Result<()> {
         }
     }
     if spec.propagation != 0 {
-        let target = fd_path(&open_in_root(root, &spec.destination, kind)?);
+        // The fd must outlive the mount call: its /proc/self/fd path is the target.
+        let mounted = open_in_root(root, &spec.destination, kind)?;
         mount(
             None::<&str>,
-            &target,
+            &fd_path(&mounted),
             None::<&str>,
             MsFlags::from_bits_truncate(spec.propagation),
             None::<&str>,

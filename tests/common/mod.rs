@@ -3,6 +3,7 @@
 //! Every test gets its own temporary directory, so `cargo test` can run them in parallel.
 #![allow(dead_code)] // each test file uses a different part of this module
 
+pub mod callers;
 pub mod lambda;
 pub mod rootfs;
 pub mod uml;
