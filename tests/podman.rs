@@ -6,8 +6,8 @@
 //! Each test has a podman of its own: containers.conf and storage.conf in a temporary directory
 //! (`CONTAINERS_CONF`, `CONTAINERS_STORAGE_CONF`), so the host's podman state is untouched, set
 //! up for a host without systemd (cgroupfs, file events, no network setup, ulimits within the
-//! host's hard limits; `seccomp_profile = "unconfined"`, as runlambda has no seccomp yet and
-//! refuses a bundle that asks for it), and a cgroup parent of its own. podman calls the runtime
+//! host's hard limits; podman's own default seccomp profile, which runlambda compiles), and a
+//! cgroup parent of its own. podman calls the runtime
 //! through a small wrapper called `runlambda` that adds the test's `--config` and `--root`
 //! (podman strips the environment of the verbs it runs itself, so the runtime config cannot
 //! travel as `RUNLAMBDA_CONFIG`) and appends its arguments to a file, so the tests can check
@@ -82,7 +82,6 @@ impl Podman {
             format!(
                 r#"[containers]
 netns = "none"
-seccomp_profile = "unconfined"
 default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]
 
 [engine]
@@ -221,6 +220,25 @@ fn podman_run_rm_exits_with_the_process_status() {
     );
     // --rm: nothing is left in runlambda's state root.
     assert_eq!(podman.runtime(&["list", "--quiet"]), "");
+}
+
+#[test]
+fn podman_containers_run_under_podmans_seccomp_profile() {
+    let podman = Podman::new();
+    podman.import_busybox();
+    // podman's default profile denies what a container should not do (here: changing the
+    // system clock) with EPERM, and lets ordinary programs run.
+    let out = podman.run(&[
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        "grep Seccomp: /proc/self/status; date -s 2000-01-01 2>&1; true",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Seccomp:\t2"), "{stdout}");
+    assert!(stdout.contains("Operation not permitted"), "{stdout}");
 }
 
 #[test]
