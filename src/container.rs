@@ -147,6 +147,15 @@ impl Runtime {
         pid_file: Option<&Path>,
     ) -> Result<()> {
         let notify = dir.bind_socket(state::NOTIFY_SOCKET)?;
+        // A Lambda environment also gets the Runtime API's socket directory mounted inside.
+        let lambda_spec;
+        let (spec, runtime_unix) = if spec.is_lambda() {
+            let (with_socket, listener) = lambda::runtime_api_socket(dir, spec)?;
+            lambda_spec = with_socket;
+            (&lambda_spec, Some(listener))
+        } else {
+            (spec, None)
+        };
         // A plain init waits for `start` itself; a Lambda environment's supervisor does.
         let (init_notify, supervisor_notify) = if spec.is_lambda() {
             (None, Some(notify))
@@ -176,9 +185,9 @@ impl Runtime {
             lambda: spec.is_lambda(),
             seccomp: spec.seccomp.clone(),
         })?;
-        if let Some(notify) = supervisor_notify {
+        if let (Some(notify), Some(runtime_unix)) = (supervisor_notify, runtime_unix) {
             let function = lambda::function(spec, memory == MemoryLimit::Enforced);
-            let listeners = lambda::bind_listeners(dir, spec, spawned.pid, notify)?;
+            let listeners = lambda::bind_listeners(dir, spec, spawned.pid, notify, runtime_unix)?;
             lambda::start_supervisor(spec, function, cgroup, spawned, listeners)?;
         }
         if let Some(path) = pid_file {

@@ -7,16 +7,56 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::net::UnixListener;
 use std::time::Duration;
 
+use nix::mount::MsFlags;
 use nix::sched::{setns, CloneFlags};
 use nix::unistd::{ForkResult, Pid};
 
 use crate::cgroup::Cgroup;
 use crate::sandbox::Spawned;
-use crate::spec::EnvironmentSpec;
+use crate::spec::{EnvironmentSpec, MountKind, MountSpec};
 use crate::state::{self, StateDir};
 use crate::supervisor::serve::{self, Listeners};
 use crate::supervisor::Function;
 use crate::{Error, Result};
+
+/// Where the directory of the Runtime API's unix socket appears inside an environment.
+pub const RUNTIME_API_DIR: &str = "/run/runlambda";
+/// The Runtime API's unix socket in that directory.
+pub const RUNTIME_API_SOCKET: &str = "runtime.sock";
+
+/// Binds the Runtime API's unix socket in a directory of its own in the state directory, and
+/// returns the spec with that directory bind-mounted at [`RUNTIME_API_DIR`]: the directory, not
+/// the socket, so a socket made anew would still be seen. Nothing else of the state directory
+/// is reachable from inside.
+pub fn runtime_api_socket(
+    dir: &StateDir,
+    spec: &EnvironmentSpec,
+) -> Result<(EnvironmentSpec, UnixListener)> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let host_dir = dir.path().join("runtime-api");
+    let path = host_dir.join(RUNTIME_API_SOCKET);
+    let listen_err = |source| Error::Listen {
+        what: path.display().to_string(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(&host_dir)
+        .map_err(listen_err)?;
+    let listener = UnixListener::bind(&path).map_err(listen_err)?;
+    // The function's user connects to it.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map_err(listen_err)?;
+    let mut spec = spec.clone();
+    spec.mounts.push(MountSpec {
+        destination: RUNTIME_API_DIR.into(),
+        kind: MountKind::Bind { recursive: false },
+        source: host_dir,
+        flags: (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC).bits(),
+        propagation: 0,
+        data: String::new(),
+    });
+    Ok((spec, listener))
+}
 
 /// The port of the Runtime API inside every environment.
 const RUNTIME_API_PORT: u16 = 9001;
@@ -51,6 +91,7 @@ pub fn bind_listeners(
     spec: &EnvironmentSpec,
     init: Pid,
     notify: UnixListener,
+    runtime_unix: UnixListener,
 ) -> Result<Listeners> {
     let invoke = dir.bind_socket(state::INVOKE_SOCKET)?;
     let control = dir.bind_socket(state::CONTROL_SOCKET)?;
@@ -69,6 +110,7 @@ pub fn bind_listeners(
         runtime,
         invoke_tcp,
         control,
+        runtime_unix,
     })
 }
 

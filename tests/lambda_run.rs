@@ -672,3 +672,45 @@ fn delete_force_of_a_lambda_environment_leaves_no_supervisor_cgroup_or_state() {
     assert!(!env.cgroup_dir(id).exists());
     assert!(!env.root.join(id).exists());
 }
+
+/// A runtime that talks to the Runtime API over the unix socket mounted into its environment.
+const UNIX_RUNTIME: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, socket
+class Unix(http.client.HTTPConnection):
+    def __init__(self, path):
+        super().__init__("localhost")
+        self.path_ = path
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(self.path_)
+conn = Unix(os.environ["RUNLAMBDA_RUNTIME_API_SOCKET"])
+while True:
+    conn.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = conn.getresponse()
+    event = json.loads(r.read())
+    rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+    answer = {"via": os.environ["RUNLAMBDA_RUNTIME_API_SOCKET"], "echo": event}
+    conn.request("POST", f"/2018-06-01/runtime/invocation/{rid}/response", json.dumps(answer))
+    conn.getresponse().read()
+"#;
+
+#[test]
+fn the_runtime_api_is_served_on_the_unix_socket_mounted_into_the_environment() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = env.dir.path().join("unix-runtime");
+    fs::create_dir(&function).unwrap();
+    fs::write(function.join("bootstrap"), UNIX_RUNTIME).unwrap();
+    fs::set_permissions(
+        function.join("bootstrap"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let server = start(&env, &readable(function), &[]);
+    for i in 0..3 {
+        let response = server.invoke("unix-runtime", format!("{{\"i\":{i}}}").as_bytes(), &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+        let body = json_body(&response);
+        assert_eq!(body["via"], "/run/runlambda/runtime.sock");
+        assert_eq!(body["echo"]["i"], i);
+    }
+}

@@ -23,6 +23,8 @@ pub struct Listeners {
     pub invoke: std::os::unix::net::UnixListener,
     /// The Runtime API, 127.0.0.1:9001 inside the environment's network namespace.
     pub runtime: std::net::TcpListener,
+    /// The same API on a unix socket, in a directory bind-mounted into the environment.
+    pub runtime_unix: std::os::unix::net::UnixListener,
     /// The Invoke API on `com.runlambda.invoke-port` inside the network namespace.
     pub invoke_tcp: Option<std::net::TcpListener>,
     /// `kill` asks for the Shutdown here (the init may be frozen and unable to pass on a
@@ -81,6 +83,12 @@ pub fn serve(
         let to_runtime = commands.clone();
         spawn_local(api::serve_tcp(
             tokio::net::TcpListener::from_std(listeners.runtime)?,
+            move |request| api::handle_sandbox(request, to_runtime.clone()),
+        ));
+        let to_runtime = commands.clone();
+        listeners.runtime_unix.set_nonblocking(true)?;
+        spawn_local(api::serve_unix(
+            tokio::net::UnixListener::from_std(listeners.runtime_unix)?,
             move |request| api::handle_sandbox(request, to_runtime.clone()),
         ));
         let name = Rc::new((function.name.clone(), function.arn()));

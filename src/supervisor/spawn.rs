@@ -84,6 +84,14 @@ pub fn runtime_env(spec: &EnvironmentSpec, function: &Function) -> Vec<String> {
         ),
         ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
         ("AWS_LAMBDA_RUNTIME_API", RUNTIME_API_ADDRESS.into()),
+        (
+            "RUNLAMBDA_RUNTIME_API_SOCKET",
+            format!(
+                "{}/{}",
+                crate::lambda::RUNTIME_API_DIR,
+                crate::lambda::RUNTIME_API_SOCKET
+            ),
+        ),
         ("AWS_REGION", function.region.clone()),
         ("AWS_DEFAULT_REGION", function.region.clone()),
         ("LAMBDA_TASK_ROOT", "/var/task".into()),
