@@ -24,6 +24,19 @@ fn readable(function: PathBuf) -> PathBuf {
     function
 }
 
+/// A function directory `name` whose bootstrap is `source`, readable by the sandbox user.
+fn inline_function(env: &Env, name: &str, source: &str) -> PathBuf {
+    let function = env.dir.path().join(name);
+    fs::create_dir(&function).unwrap();
+    fs::write(function.join("bootstrap"), source).unwrap();
+    fs::set_permissions(
+        function.join("bootstrap"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    readable(function)
+}
+
 fn start(env: &Env, function: &Path, extra: &[&str]) -> Server {
     let mut cmd = env.command(&["run", function.to_str().unwrap()]);
     cmd.args(extra);
@@ -394,15 +407,8 @@ while True:
 #[test]
 fn the_runtime_api_refuses_bad_calls_with_rapids_statuses_and_keeps_serving() {
     let env = Env::with_config(HYBRID_OK);
-    let function = env.dir.path().join("probe");
-    fs::create_dir(&function).unwrap();
-    fs::write(function.join("bootstrap"), PROBE).unwrap();
-    fs::set_permissions(
-        function.join("bootstrap"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    let mut server = start(&env, &readable(function), &["--timeout", "30"]);
+    let function = inline_function(&env, "probe", PROBE);
+    let mut server = start(&env, &function, &["--timeout", "30"]);
     for _ in 0..2 {
         let response = server.invoke("probe", b"{}", &[]);
         assert_eq!(response.status, 200, "{}", response.text());
@@ -590,16 +596,9 @@ while True:
 #[test]
 fn a_function_cannot_reach_the_host_or_the_init() {
     let env = Env::with_config(HYBRID_OK);
-    let function = env.dir.path().join("escape");
-    fs::create_dir(&function).unwrap();
-    fs::write(function.join("bootstrap"), ESCAPE).unwrap();
-    fs::set_permissions(
-        function.join("bootstrap"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
+    let function = inline_function(&env, "escape", ESCAPE);
     let state_dir = format!("STATE_DIR={}", env.root.display());
-    let server = start(&env, &readable(function), &["--env", &state_dir]);
+    let server = start(&env, &function, &["--env", &state_dir]);
     let response = server.invoke("escape", b"{}", &[]);
     assert_eq!(response.status, 200, "{}", response.text());
     let results = json_body(&response);
@@ -697,15 +696,8 @@ while True:
 #[test]
 fn the_runtime_api_is_served_on_the_unix_socket_mounted_into_the_environment() {
     let env = Env::with_config(HYBRID_OK);
-    let function = env.dir.path().join("unix-runtime");
-    fs::create_dir(&function).unwrap();
-    fs::write(function.join("bootstrap"), UNIX_RUNTIME).unwrap();
-    fs::set_permissions(
-        function.join("bootstrap"),
-        fs::Permissions::from_mode(0o755),
-    )
-    .unwrap();
-    let server = start(&env, &readable(function), &[]);
+    let function = inline_function(&env, "unix-runtime", UNIX_RUNTIME);
+    let server = start(&env, &function, &[]);
     for i in 0..3 {
         let response = server.invoke("unix-runtime", format!("{{\"i\":{i}}}").as_bytes(), &[]);
         assert_eq!(response.status, 200, "{}", response.text());
