@@ -228,6 +228,7 @@ fn convert(
         sysctl: linux::sysctl(linux.sysctl().as_ref(), &namespaces)?,
         namespaces,
         annotations,
+        preserve_fds: 0,
         function,
         seccomp,
     })

@@ -26,6 +26,17 @@ pub const OCI_VERSION: &str = "1.2.0";
 /// How long `pause`, `resume` and `delete --force` wait for the kernel to confirm.
 const CGROUP_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// What `create` is asked beyond the bundle.
+#[derive(Debug, Default)]
+pub struct CreateOptions {
+    /// Where to write the init's pid.
+    pub pid_file: Option<PathBuf>,
+    /// A Lambda environment whatever the annotations say (`runlambda run`).
+    pub lambda: bool,
+    /// How many fds from 3 on the container's process inherits (`--preserve-fds`).
+    pub preserve_fds: u32,
+}
+
 /// The runtime as one CLI call sees it: where state lives and the runtime config.
 pub struct Runtime {
     pub root: PathBuf,
@@ -95,15 +106,10 @@ impl Runtime {
     }
 
     /// Builds the environment of a new container and leaves its init waiting for `start`.
-    /// `lambda` makes it a Lambda environment whatever its annotations say (`runlambda run`).
-    pub fn create(
-        &self,
-        id: &str,
-        bundle_dir: &Path,
-        pid_file: Option<&Path>,
-        lambda: bool,
-    ) -> Result<()> {
-        let spec = bundle::load(bundle_dir, &self.config, lambda)?;
+    pub fn create(&self, id: &str, bundle_dir: &Path, options: &CreateOptions) -> Result<()> {
+        let mut spec = bundle::load(bundle_dir, &self.config, options.lambda)?;
+        spec.preserve_fds = options.preserve_fds;
+        let pid_file = options.pid_file.as_deref();
         if spec.is_lambda() && !spec.has(NamespaceKind::Network) {
             return Err(Error::LambdaNeedsNetwork);
         }

@@ -85,13 +85,13 @@ fn run(cli: Cli) -> Result<()> {
                     flag: "--console-socket",
                 });
             }
-            if preserve_fds > 0 {
-                return Err(Error::UnsupportedFlag {
-                    flag: "--preserve-fds",
-                });
-            }
             let bundle = std::path::absolute(&bundle).unwrap_or(bundle);
-            runtime.create(&id, &bundle, pid_file.as_deref(), lambda)
+            let options = runlambda::container::CreateOptions {
+                pid_file,
+                lambda,
+                preserve_fds,
+            };
+            runtime.create(&id, &bundle, &options)
         }
         Command::Start { id } => runtime.start(&id),
         Command::Run(args) => run_function(runtime, args, cli.config.as_deref()),

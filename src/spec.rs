@@ -35,6 +35,9 @@ pub struct EnvironmentSpec {
     pub rootfs_propagation: Option<Propagation>,
     pub sysctl: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
+    /// How many fds from 3 on the process inherits from `create` (`--preserve-fds`); not from
+    /// config.json.
+    pub preserve_fds: u32,
     /// The `com.runlambda.*` settings that the bundle carried.
     pub function: FunctionSettings,
     /// `linux.seccomp`, or in a Lambda environment without one the default Lambda profile.
@@ -294,6 +297,7 @@ pub(crate) mod tests {
             rootfs_propagation: None,
             sysctl: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            preserve_fds: 0,
             function: FunctionSettings::default(),
             seccomp: None,
         }

@@ -466,3 +466,41 @@ fn spec_lambda_adds_the_function_annotations() {
         Some(runlambda::annotations::Mode::Lambda)
     );
 }
+
+#[test]
+fn create_passes_exactly_the_preserved_fds() {
+    let env = Env::new();
+    let bundle = env.bundle("b", &config(&["sh", "-c", "echo via3 >&3"]));
+    let out = env.dir.path().join("fd3");
+    // As a shim does: fd 3 is open in `create`, and the process finds it after `start`.
+    let create = |id: &str, preserve: &str| -> i32 {
+        let pid_file = env.dir.path().join(format!("{id}.pid"));
+        let line = format!(
+            "exec 3>{out}; exec {bin} --config {config} create --bundle {bundle} \
+             --pid-file {pid} --preserve-fds {preserve} {id} >/dev/null 2>&1",
+            out = out.display(),
+            bin = env!("CARGO_BIN_EXE_runlambda"),
+            config = env.config.display(),
+            bundle = bundle.display(),
+            pid = pid_file.display(),
+        );
+        let status = std::process::Command::new("sh")
+            .args(["-c", &line])
+            .stdin(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+        fs::read_to_string(pid_file).unwrap().parse().unwrap()
+    };
+    let pid = create("with", "1");
+    env.ok(&["start", "with"]);
+    assert_eq!(wait_exit(pid), 0);
+    assert_eq!(fs::read_to_string(&out).unwrap(), "via3\n");
+    env.ok(&["delete", "with"]);
+    // Not preserved: fd 3 does not reach the process.
+    let pid = create("without", "0");
+    env.ok(&["start", "without"]);
+    assert_ne!(wait_exit(pid), 0);
+    assert_eq!(fs::read_to_string(&out).unwrap(), "");
+    env.ok(&["delete", "without"]);
+}

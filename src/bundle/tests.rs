@@ -296,6 +296,7 @@ fn runc_spec_converts() {
         rootfs_propagation: None,
         sysctl: BTreeMap::new(),
         annotations: BTreeMap::new(),
+        preserve_fds: 0,
         function: FunctionSettings::default(),
         seccomp: None,
     };

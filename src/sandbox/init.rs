@@ -162,7 +162,7 @@ fn build(
     process::become_user(&spec.process).step("setting the user and capabilities")?;
     process::finish(&spec.process).step("preparing the process")?;
     // Only stdio (and, later, preserved fds) may reach the container's process.
-    crate::sys::cloexec_from(3).step("closing inherited file descriptors")?;
+    crate::sys::cloexec_from(3 + spec.preserve_fds).step("closing inherited file descriptors")?;
     Ok(executable)
 }
 
