@@ -66,6 +66,13 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// An I/O failure of a command's own plumbing; `what` says what it was doing.
+    #[error("cannot {what}")]
+    Io {
+        what: String,
+        #[source]
+        source: io::Error,
+    },
     #[error("cannot listen on {what}")]
     Listen {
         what: String,

@@ -20,8 +20,8 @@ pub struct Answer {
 
 /// Invokes `name` at `endpoint` (`http://host:port`) with `payload`.
 pub fn invoke(endpoint: &str, name: &str, payload: Vec<u8>, log_tail: bool) -> Result<Answer> {
-    let fail = |source: std::io::Error| Error::Listen {
-        what: format!("{endpoint} (invoking {name})"),
+    let fail = |source: std::io::Error| Error::Io {
+        what: format!("invoke {name} at {endpoint}"),
         source,
     };
     let authority = endpoint

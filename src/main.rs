@@ -251,8 +251,8 @@ fn invoke(args: runlambda::cli::InvokeArgs) -> Result<()> {
     let payload = if args.payload == "-" {
         let mut bytes = Vec::new();
         std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes).map_err(|source| {
-            Error::Listen {
-                what: "standard input".into(),
+            Error::Io {
+                what: "read the event from standard input".into(),
                 source,
             }
         })?;

@@ -63,8 +63,8 @@ pub fn run(runtime: Runtime, options: RunOptions) -> Result<()> {
     let tokio = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|source| Error::Listen {
-            what: "the event loop".into(),
+        .map_err(|source| Error::Io {
+            what: "start the event loop".into(),
             source,
         })?;
     let local = tokio::task::LocalSet::new();
@@ -139,8 +139,8 @@ async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(kind).map_err(|source| Error::Listen {
-        what: "signals".into(),
+    tokio::signal::unix::signal(kind).map_err(|source| Error::Io {
+        what: "watch for signals".into(),
         source,
     })
 }
@@ -282,8 +282,8 @@ async fn new_environment(pool: &Shared) -> Result<String> {
 }
 
 async fn create(args: &[String], id: &str, pool: &Shared) -> Result<Pid> {
-    let exe = std::env::current_exe().map_err(|source| Error::Listen {
-        what: "the runlambda binary".into(),
+    let exe = std::env::current_exe().map_err(|source| Error::Io {
+        what: "find the runlambda binary".into(),
         source,
     })?;
     // A child process, so that the init (cloned with CLONE_PARENT) is our child to reap.
