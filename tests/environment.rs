@@ -172,3 +172,40 @@ fn a_file_bind_mount_with_a_propagation_option_is_mounted() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "127.0.0.1 bound-from-the-host\n");
 }
+
+#[test]
+fn root_inside_a_container_cannot_mount_make_devices_write_cgroups_or_replace_pid_1() {
+    let env = Env::new();
+    let mut cfg = sh("exec 2>&1; \
+         mount -t tmpfs none /mnt; echo mount=$?; \
+         mknod /tmp/disk b 8 0; echo mknod=$?; \
+         echo 1 > /sys/fs/cgroup/cgroup.freeze; echo cgroup=$?; \
+         cat /bin/busybox > /proc/1/exe; echo exe=$?");
+    cfg["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+        "options": ["nosuid", "noexec", "nodev", "ro"]
+    }));
+    let bundle = env.bundle("b", &cfg);
+    let (_, out, _) = env.run_to_exit("root", &bundle);
+    for (what, expected) in [
+        ("mount=", "mount=255"),
+        ("mknod=", "mknod=1"),
+        ("cgroup=", "cgroup=1"),
+        ("exe=", "exe=1"),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(what))
+            .unwrap_or_default();
+        assert_eq!(line, expected, "{out}");
+    }
+    assert!(
+        out.contains("Operation not permitted") || out.contains("permission denied"),
+        "{out}"
+    );
+    assert!(out.contains("Read-only file system"), "{out}");
+    assert!(
+        out.contains("Text file busy"),
+        "/proc/1/exe is pid 1's own running binary: {out}"
+    );
+}
