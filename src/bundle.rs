@@ -342,6 +342,20 @@ fn uts_name(
     Ok(Some(name.clone()))
 }
 
+/// `linux.resources` as `update -r` gives it, checked as in a bundle.
+pub fn resources(json: &[u8], path: &Path) -> Result<Limits, BundleError> {
+    let invalid = |source| BundleError::Invalid {
+        path: path.to_path_buf(),
+        source,
+    };
+    let resources: oci_spec::runtime::LinuxResources =
+        serde_json::from_slice(json).map_err(|e| {
+            let shown: String = String::from_utf8_lossy(json).chars().take(80).collect();
+            invalid(FieldError::invalid("linux.resources", shown, e.to_string()))
+        })?;
+    linux::resources(Some(&resources)).map_err(invalid)
+}
+
 /// Whether the container is a Lambda environment: the pod's sandbox (pause) container never
 /// is; otherwise `runlambda run` or the `com.runlambda.mode` annotation decides.
 fn lambda_mode(

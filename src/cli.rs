@@ -95,6 +95,8 @@ pub enum Command {
     Pause { id: String },
     /// Thaw a paused container.
     Resume { id: String },
+    /// Change a container's resource limits.
+    Update(UpdateArgs),
     /// List containers.
     List {
         #[arg(short, long, value_enum, default_value_t = ListFormat::Table)]
@@ -258,4 +260,61 @@ pub struct InvokeArgs {
     /// The event (JSON); `-` reads it from standard input.
     #[arg(default_value = "{}")]
     pub payload: String,
+}
+
+/// `runlambda update`: runc's flags, or `linux.resources` JSON.
+#[derive(Debug, clap::Args)]
+pub struct UpdateArgs {
+    /// `linux.resources` JSON from this file (`-` reads standard input); the flags below are
+    /// then refused.
+    #[arg(
+        short = 'r',
+        long,
+        value_name = "FILE",
+        conflicts_with_all = ["memory", "pids_limit", "cpu_shares", "cpu_quota", "cpu_period"]
+    )]
+    pub resources: Option<PathBuf>,
+    /// Memory limit in bytes.
+    #[arg(long)]
+    pub memory: Option<i64>,
+    /// The number of tasks the container may have.
+    #[arg(long)]
+    pub pids_limit: Option<i64>,
+    /// CPU shares (relative weight).
+    #[arg(long)]
+    pub cpu_shares: Option<u64>,
+    /// CPU quota in microseconds per period.
+    #[arg(long)]
+    pub cpu_quota: Option<i64>,
+    /// CPU period in microseconds.
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    pub id: String,
+}
+
+impl UpdateArgs {
+    /// The flags as `linux.resources` JSON, for the same checks a bundle gets.
+    pub fn resources_json(&self) -> serde_json::Value {
+        let mut resources = serde_json::Map::new();
+        if let Some(limit) = self.memory {
+            resources.insert("memory".into(), serde_json::json!({ "limit": limit }));
+        }
+        if let Some(limit) = self.pids_limit {
+            resources.insert("pids".into(), serde_json::json!({ "limit": limit }));
+        }
+        let mut cpu = serde_json::Map::new();
+        for (key, value) in [
+            ("shares", self.cpu_shares.map(serde_json::Value::from)),
+            ("quota", self.cpu_quota.map(serde_json::Value::from)),
+            ("period", self.cpu_period.map(serde_json::Value::from)),
+        ] {
+            if let Some(value) = value {
+                cpu.insert(key.into(), value);
+            }
+        }
+        if !cpu.is_empty() {
+            resources.insert("cpu".into(), cpu.into());
+        }
+        resources.into()
+    }
 }

@@ -334,6 +334,20 @@ impl Runtime {
         Ok(container.cgroup.thaw(CGROUP_TIMEOUT)?)
     }
 
+    /// Changes the limits of a created, running or paused container's cgroup.
+    pub fn update(&self, id: &str, limits: &crate::cgroup::Limits) -> Result<()> {
+        let container = self.find(id)?;
+        let _lock = container.dir.lock()?;
+        container.require(
+            &[Status::Created, Status::Running, Status::Paused],
+            "update",
+        )?;
+        let host = self.cgroup_host()?;
+        Ok(container
+            .cgroup
+            .update(&host, limits, self.config.allow_unenforced_memory)?)
+    }
+
     /// Starts a new process in a created or running container (see [`crate::exec`]). A
     /// paused container is refused: thawing it behind its owner's back would undo the pause.
     pub fn exec(&self, args: &crate::cli::ExecArgs) -> Result<crate::exec::Started> {

@@ -107,6 +107,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Kill { all, id, signal } => runtime.kill(&id, signal::parse(&signal)?, all),
         Command::Delete { force, id } => runtime.delete(&id, force),
         Command::Pause { id } => runtime.pause(&id),
+        Command::Update(args) => update(&runtime, &args),
         Command::Resume { id } => runtime.resume(&id),
         Command::List { format, quiet } => {
             let reports = runtime.list()?;
@@ -269,4 +270,28 @@ fn invoke(args: runlambda::cli::InvokeArgs) -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// `runlambda update`: the resources from `-r` (a file, or `-` for standard input) or from
+/// the flags, checked as a bundle's `linux.resources` are.
+fn update(runtime: &Runtime, args: &runlambda::cli::UpdateArgs) -> Result<()> {
+    let read_err = |what: String| move |source| Error::Io { what, source };
+    let (json, source) = match &args.resources {
+        Some(path) if path.as_os_str() == "-" => {
+            let mut bytes = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)
+                .map_err(read_err("read resources from standard input".into()))?;
+            (bytes, std::path::PathBuf::from("standard input"))
+        }
+        Some(path) => (
+            std::fs::read(path).map_err(read_err(format!("read {}", path.display())))?,
+            path.clone(),
+        ),
+        None => (
+            args.resources_json().to_string().into_bytes(),
+            std::path::PathBuf::from("the update flags"),
+        ),
+    };
+    let limits = runlambda::bundle::resources(&json, &source)?;
+    runtime.update(&args.id, &limits)
 }

@@ -504,3 +504,43 @@ fn create_passes_exactly_the_preserved_fds() {
     assert_eq!(fs::read_to_string(&out).unwrap(), "");
     env.ok(&["delete", "without"]);
 }
+
+#[test]
+fn update_changes_limits_from_flags_or_resources_json() {
+    let env = Env::new();
+    let init = running(&env, "c1", &sleeper());
+    let pids_limit = |env: &Env| -> Value {
+        let stats: Value = serde_json::from_str(&env.ok(&["events", "--stats", "c1"])).unwrap();
+        stats["data"]["pids"]["limit"].clone()
+    };
+    env.ok(&["update", "--pids-limit", "10", "c1"]);
+    assert_eq!(pids_limit(&env), 10);
+    let mut update = env.command(&["update", "-r", "-", "c1"]);
+    update
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = update.spawn().unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(br#"{"pids": {"limit": 20}}"#)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    assert_eq!(pids_limit(&env), 20);
+    // An update with no pids limit keeps the one in force.
+    env.ok(&["update", "--cpu-shares", "512", "c1"]);
+    assert_eq!(pids_limit(&env), 20);
+    let err = env.fails(&["update", "-r", "/nonexistent/resources.json", "c1"]);
+    assert!(err.contains("/nonexistent/resources.json"), "{err}");
+    let bad = env.dir.path().join("bad.json");
+    fs::write(&bad, br#"{"blockIO": {"weight": 10}}"#).unwrap();
+    let err = env.fails(&["update", "-r", bad.to_str().unwrap(), "c1"]);
+    assert!(err.contains("linux.resources.blockIO"), "{err}");
+    // No memory controller on this host: refused, naming the way out.
+    let err = env.fails(&["update", "--memory", "268435456", "c1"]);
+    assert!(err.contains("allow_unenforced_memory"), "{err}");
+    remove(&env, "c1", init);
+}

@@ -122,6 +122,40 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Changes the limits that `limits` sets, leaving the others as they are (`update`). A v1
+    /// hierarchy that had no leaf yet gets one, and the container's processes join it.
+    pub fn update(
+        &self,
+        host: &CgroupHost,
+        limits: &Limits,
+        allow_unenforced_memory: bool,
+    ) -> Result<(), CgroupError> {
+        let mut writes = plan::limit_writes(limits, |c| host.backend(c), allow_unenforced_memory)?;
+        // An update without a pids limit keeps the current one rather than lifting it.
+        if limits.pids.is_none() {
+            writes.retain(|w| w.file != "pids.max");
+        }
+        for controller in Controller::ALL {
+            let needed = writes.iter().any(|w| w.target == Target::V1(controller));
+            let exists = self.v1_leaf(controller).is_some_and(Path::exists);
+            if let (true, false, Some(v1_root)) = (needed, exists, host.v1_root(controller)) {
+                let mut made = Vec::new();
+                make_parents(v1_root, &self.rel, &mut made)?;
+                let leaf = v1_root.join(&self.rel);
+                make_leaf(&leaf, &mut made)?;
+                for pid in self.pids()? {
+                    file::write(&leaf.join("cgroup.procs"), &pid.to_string())?;
+                }
+            }
+        }
+        // Opened again, it sees the leaves just made.
+        let cgroup = Cgroup::open(host, &self.rel);
+        for write in &writes {
+            cgroup.apply(write)?;
+        }
+        Ok(())
+    }
+
     /// The leaf `rel` made earlier by [`Cgroup::create`] (its path is kept in the state file).
     /// Does no I/O: a leaf that is gone shows up as errors of the calls that need it.
     pub fn open(host: &CgroupHost, rel: &Path) -> Cgroup {
