@@ -41,6 +41,8 @@ pub struct CreateOptions {
 pub struct Runtime {
     pub root: PathBuf,
     pub config: RuntimeConfig,
+    /// `--systemd-cgroup`: cgroupsPath is `slice:prefix:name`.
+    pub systemd_cgroup: bool,
 }
 
 /// A container's status, runc's vocabulary (the spec's four plus `paused`).
@@ -130,7 +132,7 @@ impl Runtime {
         host: &CgroupHost,
         pid_file: Option<&Path>,
     ) -> Result<()> {
-        let cgroup_path = self.cgroup_path(spec, dir.id());
+        let cgroup_path = self.cgroup_path(spec, dir.id())?;
         let cgroup = Cgroup::create(
             host,
             &cgroup_path,
@@ -209,12 +211,16 @@ impl Runtime {
 
     /// Where the leaf goes: an absolute `cgroupsPath` is taken from the hierarchy root, a
     /// relative one (and none at all, as the id) under the configured parent.
-    fn cgroup_path(&self, spec: &EnvironmentSpec, id: &str) -> PathBuf {
-        match &spec.cgroups_path {
+    /// With `--systemd-cgroup`, where systemd would put the unit `slice:prefix:name`.
+    fn cgroup_path(&self, spec: &EnvironmentSpec, id: &str) -> Result<PathBuf> {
+        Ok(match &spec.cgroups_path {
+            Some(path) if self.systemd_cgroup => {
+                crate::cgroup::systemd::expand(&path.to_string_lossy())?
+            }
             Some(path) if path.is_absolute() => path.strip_prefix("/").unwrap_or(path).into(),
             Some(path) => self.config.cgroup_parent.join(path),
             None => self.config.cgroup_parent.join(id),
-        }
+        })
     }
 
     /// Lets the init exec the container's process.

@@ -22,6 +22,8 @@ pub enum Error {
     #[error(transparent)]
     Signal(#[from] crate::signal::UnknownSignal),
     #[error(transparent)]
+    SystemdPath(#[from] crate::cgroup::systemd::SystemdPathError),
+    #[error(transparent)]
     Function(#[from] crate::function::FunctionError),
     /// The verb does not apply in the container's status.
     #[error("container {id} is {status}: cannot {verb} it{hint}")]

@@ -52,11 +52,6 @@ fn run(cli: Cli) -> Result<()> {
         Cli::command().print_help().ok();
         return Ok(());
     };
-    if cli.systemd_cgroup {
-        return Err(Error::UnsupportedFlag {
-            flag: "--systemd-cgroup",
-        });
-    }
     let mut config = config::load(
         cli.config.as_deref(),
         std::env::var_os("RUNLAMBDA_CONFIG").as_deref(),
@@ -68,6 +63,7 @@ fn run(cli: Cli) -> Result<()> {
             .clone()
             .unwrap_or_else(|| config.state_root.clone()),
         config,
+        systemd_cgroup: cli.systemd_cgroup,
     };
     match command {
         Command::Create {

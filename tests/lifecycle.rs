@@ -265,3 +265,34 @@ fn errors_go_to_the_log_as_logrus_json() {
     assert_eq!(entry["level"], "error");
     assert_eq!(entry["msg"], "container ghost does not exist");
 }
+
+#[test]
+fn systemd_cgroup_paths_become_the_units_cgroup() {
+    let env = Env::new();
+    let slice = format!("rltest{}.slice", std::process::id());
+    let mut cfg = sleeper();
+    cfg["linux"]["cgroupsPath"] = json!(format!("{slice}:runlambda:c1"));
+    let bundle = env.bundle("b", &cfg);
+    let pid = env.create_with(&["--systemd-cgroup"], "c1", &bundle);
+    let scope = common::unified_mount()
+        .join(&slice)
+        .join("runlambda-c1.scope");
+    let procs = fs::read_to_string(scope.join("cgroup.procs")).unwrap();
+    assert_eq!(procs.trim(), pid.to_string());
+    env.ok(&["delete", "c1"]);
+    wait_exit(pid);
+    assert!(!scope.exists());
+    fs::remove_dir(common::unified_mount().join(&slice)).unwrap();
+    let mut bad = sleeper();
+    bad["linux"]["cgroupsPath"] = json!("/not/systemd");
+    let bad_bundle = env.bundle("bad", &bad);
+    let err = env.fails(&[
+        "--systemd-cgroup",
+        "create",
+        "--bundle",
+        bad_bundle.to_str().unwrap(),
+        "c3",
+    ]);
+    assert!(err.contains("cgroupsPath \"/not/systemd\""), "{err}");
+    assert!(err.contains("expected slice:prefix:name"), "{err}");
+}

@@ -17,6 +17,8 @@ mod leaf;
 mod plan;
 mod usage;
 
+pub mod systemd;
+
 pub use control::Freezer;
 pub use error::CgroupError;
 pub use host::{CgroupHost, HostKind, MemoryBackend};

@@ -150,18 +150,25 @@ impl Env {
     /// `create`s a container whose stdout and stderr go to `<bundle>/out` and `<bundle>/err`;
     /// returns the init's pid (from `--pid-file`).
     pub fn create(&self, id: &str, bundle: &Path) -> i32 {
+        self.create_with(&[], id, bundle)
+    }
+
+    /// [`Env::create`] with global flags before the verb.
+    pub fn create_with(&self, global: &[&str], id: &str, bundle: &Path) -> i32 {
         let pid_file = bundle.join("pid");
         let out = fs::File::create(bundle.join("out")).unwrap();
         let err = fs::File::create(bundle.join("err")).unwrap();
+        let mut args = global.to_vec();
+        args.extend([
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ]);
         let status = self
-            .command(&[
-                "create",
-                "--bundle",
-                bundle.to_str().unwrap(),
-                "--pid-file",
-                pid_file.to_str().unwrap(),
-                id,
-            ])
+            .command(&args)
             .stdout(out)
             .stderr(err)
             .status()
