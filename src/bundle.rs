@@ -57,8 +57,9 @@ pub enum BundleError {
 pub enum FieldError {
     #[error("{field} is set but not supported by runlambda")]
     Unsupported { field: String },
-    #[error("process.terminal is not supported yet")]
-    Terminal,
+    /// A Lambda environment's init starts its processes with pipes, never a terminal.
+    #[error("process.terminal: a Lambda environment's processes have no terminal")]
+    LambdaTerminal,
     #[error("{field} is required")]
     Missing { field: String },
     #[error("ociVersion {version:?} is not supported (runlambda reads 1.0.0 to 1.3.x)")]
@@ -191,6 +192,9 @@ fn convert(
     let mut function = annotations::parse(&annotations)?;
     let mut seccomp = linux.seccomp().as_ref().map(seccomp::convert).transpose()?;
     if lambda_mode(&function, &annotations, force_lambda) {
+        if process.terminal {
+            return Err(FieldError::LambdaTerminal);
+        }
         apply_lambda_defaults(&mut function, config);
         seccomp.get_or_insert_with(lambda_seccomp::profile);
     }

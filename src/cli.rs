@@ -186,10 +186,10 @@ pub struct ExecArgs {
     /// Set no_new_privs for the process.
     #[arg(long, conflicts_with = "process")]
     pub no_new_privs: bool,
-    /// Allocate a terminal (not supported yet).
+    /// Give the process a terminal, sent to --console-socket (a --process file says for itself).
     #[arg(short, long)]
     pub tty: bool,
-    /// Socket to send the terminal's master fd to (not supported yet).
+    /// Socket to send the terminal's master fd to (needs a terminal).
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
     /// Pass this many extra file descriptors (3 onwards) to the process.

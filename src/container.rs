@@ -18,7 +18,7 @@ use crate::config::RuntimeConfig;
 use crate::sandbox::{self, init};
 use crate::spec::{EnvironmentSpec, NamespaceKind};
 use crate::state::{self, MemoryLimit, ProcessLiveness, Record, StateDir};
-use crate::{bundle, lambda, Error, Result};
+use crate::{bundle, console, lambda, Error, Result};
 
 /// The runtime-spec version this runtime implements, as `state` reports it.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -35,6 +35,8 @@ pub struct CreateOptions {
     pub lambda: bool,
     /// How many fds from 3 on the container's process inherits (`--preserve-fds`).
     pub preserve_fds: u32,
+    /// Where to send the process's terminal (`--console-socket`, with process.terminal).
+    pub console_socket: Option<PathBuf>,
 }
 
 /// The runtime as one CLI call sees it: where state lives and the runtime config.
@@ -115,9 +117,10 @@ impl Runtime {
         if spec.is_lambda() && !spec.has(NamespaceKind::Network) {
             return Err(Error::LambdaNeedsNetwork);
         }
+        let console = console::connect(spec.process.terminal, options.console_socket.as_deref())?;
         let host = self.cgroup_host()?;
         let dir = StateDir::create(&self.root, id)?;
-        let built = self.build(&dir, &spec, &host, pid_file);
+        let built = self.build(&dir, &spec, &host, pid_file, console);
         if built.is_err() {
             // Nothing of a failed create may remain; the first error is the one to report.
             let _ = dir.remove();
@@ -131,6 +134,7 @@ impl Runtime {
         spec: &EnvironmentSpec,
         host: &CgroupHost,
         pid_file: Option<&Path>,
+        console: Option<UnixStream>,
     ) -> Result<()> {
         let cgroup_path = self.cgroup_path(spec, dir.id())?;
         let cgroup = Cgroup::create(
@@ -139,7 +143,7 @@ impl Runtime {
             &spec.limits,
             self.config.allow_unenforced_memory,
         )?;
-        let result = self.spawn_and_record(dir, spec, &cgroup, pid_file);
+        let result = self.spawn_and_record(dir, spec, &cgroup, pid_file, console);
         if result.is_err() {
             let _ = cgroup.kill(CGROUP_TIMEOUT);
             let _ = cgroup.destroy();
@@ -153,6 +157,7 @@ impl Runtime {
         spec: &EnvironmentSpec,
         cgroup: &Cgroup,
         pid_file: Option<&Path>,
+        console: Option<UnixStream>,
     ) -> Result<()> {
         let notify = dir.bind_socket(state::NOTIFY_SOCKET)?;
         // A Lambda environment also gets the Runtime API's socket directory mounted inside.
@@ -170,7 +175,7 @@ impl Runtime {
         } else {
             (Some(notify), None)
         };
-        let spawned = sandbox::spawn(spec, cgroup, init_notify)?;
+        let spawned = sandbox::spawn(spec, cgroup, init_notify, console)?;
         let pid_start_time = state::proc_stat(spawned.pid)
             .map(|(_, started)| started)
             .ok_or_else(|| Error::from(sandbox::SandboxError::InitDied))?;

@@ -84,6 +84,8 @@ pub enum Error {
     #[error("{flag} is not supported yet")]
     UnsupportedFlag { flag: &'static str },
     #[error(transparent)]
+    Console(#[from] crate::console::ConsoleError),
+    #[error(transparent)]
     Exec(#[from] crate::exec::ExecError),
     #[error(transparent)]
     Template(#[from] crate::template::TemplateError),

@@ -2,10 +2,10 @@
 //!
 //! The process is an OCI process JSON (`--process`, what containerd and podman pass) or, as in
 //! runc, config.json's process changed by the command line (arguments, `--cwd`, `--env`,
-//! `--user`, `--cap`, `--no-new-privs`); either way it is checked by the same conversion as
-//! config.json's, so an error names the field. `sandbox::exec` then starts it in the
-//! container; with `--detach` it is left to the caller, else runlambda waits and passes on its
-//! exit status.
+//! `--user`, `--cap`, `--no-new-privs`, `--tty`); either way it is checked by the same
+//! conversion as config.json's, so an error names the field. A process with a terminal sends
+//! it to `--console-socket` (`console`). `sandbox::exec` then starts it in the container; with
+//! `--detach` it is left to the caller, else runlambda waits and passes on its exit status.
 
 use std::fs;
 use std::io;
@@ -18,9 +18,9 @@ use oci_spec::runtime::{Capability, LinuxCapabilities, Process, Spec};
 use crate::bundle::{self, BundleError, FieldError};
 use crate::cgroup::Cgroup;
 use crate::cli::ExecArgs;
-use crate::sandbox;
 use crate::spec::{NamespaceKind, ProcessSpec};
 use crate::state::{self, Record};
+use crate::{console, sandbox};
 use crate::{Error, Result};
 
 /// Errors of `exec`, each naming the file, flag, namespace or step concerned.
@@ -96,15 +96,8 @@ pub struct Started {
 /// Starts the process `args` asks for in the container of `record`, whose cgroup leaf is
 /// `cgroup`. The caller has checked that the container is created or running.
 pub(crate) fn start(args: &ExecArgs, record: &Record, cgroup: &Cgroup) -> Result<Started> {
-    if args.tty {
-        return Err(Error::UnsupportedFlag { flag: "--tty" });
-    }
-    if args.console_socket.is_some() {
-        return Err(Error::UnsupportedFlag {
-            flag: "--console-socket",
-        });
-    }
     let process = process_spec(args, &record.bundle)?;
+    let console = console::connect(process.terminal, args.console_socket.as_deref())?;
     // The filter the container was created with, compiled before the clone.
     let filter = record
         .seccomp
@@ -120,8 +113,11 @@ pub(crate) fn start(args: &ExecArgs, record: &Record, cgroup: &Cgroup) -> Result
             preserve_fds: args.preserve_fds,
             detach: args.detach,
             filter: filter.as_ref(),
+            console: console.as_ref(),
         },
     )?;
+    // The process sent its terminal before it ran: the caller holds the only master now.
+    drop(console);
     if let Some(path) = &args.pid_file {
         state::write_atomic(path, pid.to_string().as_bytes(), 0o644).map_err(|source| {
             Error::PidFile {
@@ -197,6 +193,8 @@ fn process_spec(args: &ExecArgs, bundle_dir: &Path) -> Result<ProcessSpec> {
 /// Changes config.json's process as runc's `exec` flags do.
 fn apply_flags(process: &mut Process, args: &ExecArgs) -> Result<(), ExecError> {
     process.set_args(Some(args.command.clone()));
+    // As in runc, `--tty` decides here; a process file says for itself.
+    process.set_terminal(Some(args.tty));
     if let Some(cwd) = &args.cwd {
         process.set_cwd(cwd.clone());
     }

@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod cgroup;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod container;
 pub mod error;
 pub mod exec;

@@ -76,16 +76,12 @@ fn run(cli: Cli) -> Result<()> {
             lambda,
             id,
         } => {
-            if console_socket.is_some() {
-                return Err(Error::UnsupportedFlag {
-                    flag: "--console-socket",
-                });
-            }
             let bundle = std::path::absolute(&bundle).unwrap_or(bundle);
             let options = runlambda::container::CreateOptions {
                 pid_file,
                 lambda,
                 preserve_fds,
+                console_socket,
             };
             runtime.create(&id, &bundle, &options)
         }

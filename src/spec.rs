@@ -59,6 +59,17 @@ pub struct ProcessSpec {
     pub capabilities: Capabilities,
     pub no_new_privileges: bool,
     pub oom_score_adj: Option<i32>,
+    /// The process gets a pseudo-terminal, handed to the caller's console socket.
+    pub terminal: bool,
+    /// The terminal's size to set (`process.consoleSize`); `None` leaves the kernel's 0×0.
+    pub console_size: Option<ConsoleSize>,
+}
+
+/// A terminal's size in characters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsoleSize {
+    pub rows: u16,
+    pub cols: u16,
 }
 
 /// One resource limit, by its `RLIMIT_*` number.
@@ -283,6 +294,8 @@ pub(crate) mod tests {
                 capabilities: Capabilities::default(),
                 no_new_privileges: false,
                 oom_score_adj: None,
+                terminal: false,
+                console_size: None,
             },
             hostname: None,
             domainname: None,

@@ -1,6 +1,7 @@
 //! The only module with `unsafe`: thin wrappers over the system calls that nix does not cover
 //! (`clone3` with `CLONE_INTO_CGROUP` and `CLONE_PIDFD`, `close_range`, `prlimit` by number,
-//! `pidfd_open`, `seccomp`). Each block states the invariant the kernel or libc needs and why it holds.
+//! `pidfd_open`, `seccomp`, the terminal ioctls). Each block states the invariant the kernel or
+//! libc needs and why it holds.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -194,6 +195,33 @@ pub fn set_loopback_up() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// The raw terminal ioctls, kept private: only the safe wrappers below leave this module.
+mod tty {
+    nix::ioctl_write_int_bad!(tiocsctty, libc::TIOCSCTTY);
+    nix::ioctl_write_ptr_bad!(tiocswinsz, libc::TIOCSWINSZ, libc::winsize);
+}
+
+/// Makes the terminal `fd` the controlling terminal of this process's session (`TIOCSCTTY`);
+/// the caller must be a session leader without one.
+pub fn set_controlling_terminal(fd: BorrowedFd<'_>) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int by value (0: do not steal the terminal from another
+    // session) and touches no memory of ours; `fd` is borrowed, so open, for the call.
+    unsafe { tty::tiocsctty(fd.as_raw_fd(), 0) }.map(drop)
+}
+
+/// Sets the size of the terminal `fd` (`TIOCSWINSZ`).
+pub fn set_window_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> nix::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ only reads a winsize through the pointer, which points to `size`,
+    // alive and initialised for the whole call; `fd` is borrowed, so open, for the call.
+    unsafe { tty::tiocswinsz(fd.as_raw_fd(), &size) }.map(drop)
 }
 
 /// Ends the process at once, without running exit handlers or flushing buffers that belong

@@ -1,5 +1,6 @@
-//! `spec`: a template config.json — runc's `runc spec` template without a terminal (runlambda
-//! has none yet), which the bundle loader takes as it is; with `--lambda`, the annotations of a
+//! `spec`: a template config.json — runc's `runc spec` template without a terminal (so that
+//! `create` needs no `--console-socket`, and the same file serves a Lambda environment), which
+//! the bundle loader takes as it is; with `--lambda`, the annotations of a
 //! Lambda function with Lambda's smallest settings.
 
 use std::fs::OpenOptions;

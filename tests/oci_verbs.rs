@@ -283,20 +283,6 @@ fn exec_into_a_stopped_container_is_refused() {
 }
 
 #[test]
-fn exec_terminals_are_refused_for_now() {
-    let env = Env::new();
-    let init = running(&env, "c1", &sleeper());
-    let err = env.fails(&["exec", "--tty", "c1", "true"]);
-    assert!(err.contains("--tty is not supported yet"), "{err}");
-    let err = env.fails(&["exec", "--console-socket", "/nonexistent", "c1", "true"]);
-    assert!(
-        err.contains("--console-socket is not supported yet"),
-        "{err}"
-    );
-    remove(&env, "c1", init);
-}
-
-#[test]
 fn events_report_the_cgroup_counters_once_or_every_interval() {
     let env = Env::new();
     let mut cfg = sleeper();

@@ -15,9 +15,7 @@
 //! pass `--log-format=json --log FILE`. The state root is a short path: podman's ids are 64
 //! characters, and `<root>/<id>/notify.sock` must fit in a unix socket address (108 bytes),
 //! as it does under the default `/run/runlambda`.
-//!
-//! Not covered: `podman run -t` and `exec -t` need `--console-socket`, which runlambda does
-//! not implement yet.
+//! `podman run -t` and `exec -t` give the process a terminal through conmon's console socket.
 
 mod common;
 
@@ -307,6 +305,50 @@ fn podman_detached_container_takes_exec_pause_unpause_stop_and_rm() {
         calls
             .lines()
             .any(|l| l.contains(" exec ") && l.contains("--detach") && l.contains("--process")),
+        "{calls}"
+    );
+}
+
+#[test]
+fn podman_run_t_and_exec_t_give_the_process_a_terminal() {
+    let podman = Podman::new();
+    podman.import_busybox();
+    // Output through a terminal ends its lines with CR LF.
+    let out = podman.run(&[
+        "--rm",
+        "-t",
+        IMAGE,
+        "sh",
+        "-c",
+        "tty; [ -t 0 ] && echo stdin-tty",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "/dev/pts/0\r\nstdin-tty\r\n"
+    );
+
+    let out = podman.run(&["-d", "--name", "s1", IMAGE, "sleep", "300"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let out = podman.output(&["exec", "-t", "s1", "sh", "-c", "tty; exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "/dev/pts/0\r\n");
+    // Without -t the same container's exec has no terminal.
+    let out = podman.output(&["exec", "s1", "tty"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "not a tty\n");
+    podman.ok(&["rm", "--force", "--time", "0", "s1"]);
+
+    let calls = podman.calls();
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.contains(" create ") && l.contains("--console-socket")),
+        "{calls}"
+    );
+    assert!(
+        calls
+            .lines()
+            .any(|l| l.contains(" exec ") && l.contains("--tty") && l.contains("--console-socket")),
         "{calls}"
     );
 }

@@ -1,5 +1,5 @@
 //! `process` of config.json → [`ProcessSpec`]: arguments, environment, working directory, user,
-//! rlimits, capabilities and the few process attributes runlambda applies.
+//! rlimits, capabilities, the terminal and the few process attributes runlambda applies.
 
 use std::collections::HashSet;
 
@@ -8,7 +8,7 @@ use oci_spec::runtime::{
 };
 
 use super::FieldError;
-use crate::spec::{Capabilities, ProcessSpec, Rlimit};
+use crate::spec::{Capabilities, ConsoleSize, ProcessSpec, Rlimit};
 
 /// Converts `process`, refusing the attributes runlambda does not apply.
 pub(super) fn convert(process: &Process) -> Result<ProcessSpec, FieldError> {
@@ -69,16 +69,34 @@ pub(super) fn convert(process: &Process) -> Result<ProcessSpec, FieldError> {
         capabilities: capabilities(process.capabilities().as_ref())?,
         no_new_privileges: process.no_new_privileges().unwrap_or(false),
         oom_score_adj: process.oom_score_adj(),
+        terminal: process.terminal().unwrap_or(false),
+        console_size: console_size(process)?,
     })
 }
 
+/// `process.consoleSize`, which the kernel takes as 16-bit rows and columns. As in runc, a
+/// size with a zero in it sets nothing.
+fn console_size(process: &Process) -> Result<Option<ConsoleSize>, FieldError> {
+    let Some(size) = process.console_size() else {
+        return Ok(None);
+    };
+    let dimension = |field: &str, value: u64| {
+        u16::try_from(value).map_err(|_| {
+            FieldError::invalid(
+                format!("process.consoleSize.{field}"),
+                value,
+                "does not fit a terminal (at most 65535)",
+            )
+        })
+    };
+    let rows = dimension("height", size.height())?;
+    let cols = dimension("width", size.width())?;
+    Ok((rows != 0 && cols != 0).then_some(ConsoleSize { rows, cols }))
+}
+
 fn reject_unsupported(process: &Process) -> Result<(), FieldError> {
-    if process.terminal() == Some(true) {
-        return Err(FieldError::Terminal);
-    }
     let non_empty = |text: &Option<String>| text.as_ref().is_some_and(|text| !text.is_empty());
     let set = [
-        ("process.consoleSize", process.console_size().is_some()),
         // Windows-only fields: on Linux they would be silently meaningless.
         ("process.commandLine", non_empty(process.command_line())),
         (

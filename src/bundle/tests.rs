@@ -9,10 +9,11 @@ use super::*;
 use crate::annotations::FunctionSettings;
 use crate::cgroup::CpuLimits;
 use crate::spec::{
-    Capabilities, IdMapping, MountKind, MountSpec, NamespaceSpec, ProcessSpec, Rlimit,
+    Capabilities, ConsoleSize, IdMapping, MountKind, MountSpec, NamespaceSpec, ProcessSpec, Rlimit,
 };
 
-/// `runc spec` output (runc 1.1), except `terminal`, which runlambda does not support yet.
+/// `runc spec` output (runc 1.1), except `terminal`: false, as `runlambda spec` writes it, so
+/// that the same config loads as a Lambda environment too.
 const RUNC_SPEC: &str = r#"{
 	"ociVersion": "1.0.2-dev",
 	"process": {
@@ -211,6 +212,8 @@ fn runc_spec_converts() {
             },
             no_new_privileges: true,
             oom_score_adj: None,
+            terminal: false,
+            console_size: None,
         },
         hostname: Some("runc".into()),
         domainname: None,
@@ -601,10 +604,45 @@ fn bad_process_values() {
 }
 
 #[test]
-fn terminal_is_not_supported_yet() {
-    let err = field_error(&with("/process/terminal", json!(true)));
-    assert!(matches!(err, FieldError::Terminal));
-    assert_eq!(err.to_string(), "process.terminal is not supported yet");
+fn terminal_and_console_size_are_taken() {
+    let mut config = with("/process/terminal", json!(true));
+    set(
+        &mut config,
+        "/process/consoleSize",
+        json!({"height": 24, "width": 80}),
+    );
+    let process = Bundle::new(&config).load().unwrap().process;
+    assert!(process.terminal);
+    assert_eq!(
+        process.console_size,
+        Some(ConsoleSize { rows: 24, cols: 80 })
+    );
+    // As in runc, a size with a zero sets nothing.
+    let zero = with("/process/consoleSize", json!({"height": 0, "width": 80}));
+    assert_eq!(
+        Bundle::new(&zero).load().unwrap().process.console_size,
+        None
+    );
+    let huge = with(
+        "/process/consoleSize",
+        json!({"height": 24, "width": 70000}),
+    );
+    assert_eq!(
+        field_error(&huge).to_string(),
+        "process.consoleSize.width = 70000: does not fit a terminal (at most 65535)"
+    );
+}
+
+#[test]
+fn a_lambda_environment_has_no_terminal() {
+    let mut config = with("/process/terminal", json!(true));
+    set(
+        &mut config,
+        "/annotations",
+        json!({"com.runlambda.mode": "lambda"}),
+    );
+    let err = field_error(&config);
+    assert!(matches!(err, FieldError::LambdaTerminal), "{err}");
 }
 
 #[test]
@@ -638,11 +676,6 @@ fn unsupported_fields_are_named() {
             "/gidMappings",
             json!([{"containerID": 0, "hostID": 1, "size": 1}]),
             "gidMappings",
-        ),
-        (
-            "/process/consoleSize",
-            json!({"height": 24, "width": 80}),
-            "process.consoleSize",
         ),
         ("/process/commandLine", json!("sh"), "process.commandLine"),
         (

@@ -4,11 +4,11 @@
 //! ours), enters its pid namespace — which only the children of the caller of `setns` join —
 //! and clones the child straight into the cgroup leaf. The child joins the other namespaces,
 //! the user namespace first; joining the mount namespace moves its root and working directory
-//! to the container's root, so nothing of the host's file system stays reachable. It then takes
-//! the process's limits and identity as the init does, loads the container's seccomp filter
-//! when the init would, and execs. A failure before `execve`
-//! comes back over the handshake socket with its step; the socket's end-of-file, when `execve`
-//! closes it, means the program runs.
+//! to the container's root, so nothing of the host's file system stays reachable. It then makes
+//! its terminal when it has one, takes the process's limits and identity as the init does,
+//! loads the container's seccomp filter when the init would, and execs. A failure before
+//! `execve` comes back over the handshake socket with its step; the socket's end-of-file, when
+//! `execve` closes it, means the program runs.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
 
 use super::channel::Channel;
 use super::init::{Failure, Step};
-use super::process;
 use super::seccomp::Filter;
+use super::{process, terminal};
 use crate::cgroup::Cgroup;
 use crate::exec::ExecError;
 use crate::spec::{NamespaceKind, ProcessSpec};
@@ -41,6 +41,8 @@ pub struct ExecSpec<'a> {
     pub detach: bool,
     /// The container's seccomp filter.
     pub filter: Option<&'a Filter>,
+    /// The caller's console socket, connected, when the process has a terminal.
+    pub console: Option<&'a std::os::unix::net::UnixStream>,
 }
 
 /// What the parent tells the child.
@@ -234,6 +236,14 @@ fn prepare(
             step: "joining a namespace",
             reason: format!("{}: {e}", ns.kind.name()),
         })?;
+    }
+    if let Some(socket) = exec.console {
+        // The pty belongs to whoever opens it, and only an owner mapped in the container's user
+        // namespace can give it to the process's user: open it as that namespace's root.
+        if namespaces.iter().any(|ns| ns.kind == NamespaceKind::User) {
+            process::become_root().step("becoming root in the user namespace")?;
+        }
+        terminal::attach(socket, exec.process, false).step("setting up the terminal")?;
     }
     drop(namespaces);
     let executable =

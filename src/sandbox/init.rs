@@ -1,7 +1,8 @@
 //! The container's init: the code that runs in the child of `clone3`, inside the new
 //! namespaces and the cgroup leaf, until it `execve`s the container's process. It builds the
-//! environment step by step, reports the first failure to `create` with the step's name, then
-//! waits for `start` on the notify socket.
+//! environment step by step — giving the process its terminal right after `pivot_root` when
+//! it has one — reports the first failure to `create` with the step's name, then waits for
+//! `start` on the notify socket.
 //!
 //! The seccomp filter is loaded as late as the kernel allows: right before `execve` when the
 //! process has no_new_privs; without it only a process with CAP_SYS_ADMIN may load a filter,
@@ -10,17 +11,17 @@
 
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 use nix::fcntl::{open, OFlag};
 use nix::sched::setns;
 use nix::sys::stat::Mode;
-use nix::unistd::{sethostname, Gid, Uid};
+use nix::unistd::sethostname;
 
 use super::channel::{Channel, FromInit, ToInit};
 use super::seccomp::Filter;
-use super::{mounts, process, rootfs};
+use super::{mounts, process, rootfs, terminal};
 use crate::spec::{EnvironmentSpec, NamespaceKind};
 
 /// A failed step: what the init was doing, and why it failed.
@@ -43,11 +44,13 @@ impl<T, E: std::fmt::Display> Step<T> for Result<T, E> {
 }
 
 /// The init's whole life; never returns. `namespaces` are the open files of the namespaces
-/// to join (all but pid, which the parent joined before cloning).
+/// to join (all but pid, which the parent joined before cloning); `console` is the caller's
+/// console socket when the process has a terminal.
 pub fn run(
     spec: &EnvironmentSpec,
     channel: Channel,
     notify: Option<UnixListener>,
+    console: Option<UnixStream>,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
     filter: Option<&Filter>,
 ) -> ! {
@@ -57,7 +60,7 @@ pub fn run(
         Some(_) if !spec.process.no_new_privileges => (filter, None),
         _ => (None, filter),
     };
-    let executable = match build(spec, &channel, namespaces, early_filter) {
+    let executable = match build(spec, &channel, console, namespaces, early_filter) {
         Ok(path) => path,
         Err(failure) => {
             let _ = channel.send(&FromInit::Failed {
@@ -95,6 +98,7 @@ pub fn run(
 fn build(
     spec: &EnvironmentSpec,
     channel: &Channel,
+    console: Option<UnixStream>,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
     filter: Option<&Filter>,
 ) -> Result<PathBuf, Failure> {
@@ -112,10 +116,7 @@ fn build(
     }
     if spec.creates(NamespaceKind::User) {
         // The parent mapped ids: become root of the new user namespace.
-        nix::unistd::setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-            .step("becoming gid 0 in the user namespace")?;
-        nix::unistd::setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-            .step("becoming uid 0 in the user namespace")?;
+        process::become_root().step("becoming root in the user namespace")?;
     }
     // The user namespace first: joining the others needs capabilities in their owner.
     let mut namespaces = namespaces;
@@ -134,6 +135,10 @@ fn build(
             .step("setting the domain name")?;
     }
     prepare_rootfs(spec)?;
+    // After the user's mounts (its devpts above all), before the root may turn read-only.
+    if let Some(socket) = console {
+        terminal::attach(&socket, &spec.process, true).step("setting up the terminal")?;
+    }
     for (key, value) in &spec.sysctl {
         rootfs::write_sysctl(key, value).map_err(|e| Failure {
             step: "writing sysctls",

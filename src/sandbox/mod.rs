@@ -1,7 +1,7 @@
 //! The kernel side of an environment: cloning the init into new namespaces and the cgroup
 //! leaf, the parent's half of the handshake (id maps, v1 cgroups), and — in the child — the
-//! init itself (`init`), which prepares the mounts (`mounts`, `rootfs`) and the process
-//! (`process`, `seccomp`).
+//! init itself (`init`), which prepares the mounts (`mounts`, `rootfs`), the process
+//! (`process`, `seccomp`) and its terminal (`terminal`).
 
 pub mod channel;
 pub mod exec;
@@ -11,10 +11,11 @@ pub mod mounts;
 pub mod process;
 pub mod rootfs;
 pub mod seccomp;
+mod terminal;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 
 use nix::fcntl::{open, OFlag};
@@ -75,7 +76,8 @@ pub struct Spawned {
 /// environment is ready for `start` (or the init reports why it is not).
 ///
 /// A plain container's init waits on `notify` for `start`; without one (a Lambda environment)
-/// it serves the returned channel instead.
+/// it serves the returned channel instead. With `console` (the caller's console socket,
+/// connected) the init sends the process's terminal there.
 ///
 /// Must be called while the process is single-threaded (see [`crate::sys::clone3`]). On error
 /// the init may still exist: the caller kills the cgroup.
@@ -83,6 +85,7 @@ pub fn spawn(
     spec: &EnvironmentSpec,
     cgroup: &Cgroup,
     notify: Option<UnixListener>,
+    console: Option<UnixStream>,
 ) -> Result<Spawned, SandboxError> {
     let mut joined = Vec::new();
     for ns in &spec.namespaces {
@@ -125,10 +128,10 @@ pub fn spawn(
         Forked::Child => {
             // Nothing of the host may stay open in the environment's pid 1.
             drop((parent_end, cgroup_dir));
-            init::run(spec, init_end, notify, joined, filter.as_ref())
+            init::run(spec, init_end, notify, console, joined, filter.as_ref())
         }
         Forked::Parent { pid, pidfd } => {
-            drop((init_end, notify, joined));
+            drop((init_end, notify, console, joined));
             prepare_init(spec, cgroup, pid, &parent_end)?;
             Ok(Spawned {
                 pid,

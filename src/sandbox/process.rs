@@ -67,6 +67,14 @@ pub fn apply_rlimits(process: &ProcessSpec) -> Result<(), String> {
     Ok(())
 }
 
+/// Becomes uid and gid 0 of the user namespace this process is in, keeping its capabilities
+/// there (they are only cleared when root of that namespace gives up being root).
+pub fn become_root() -> Result<(), String> {
+    let (uid, gid) = (Uid::from_raw(0), Gid::from_raw(0));
+    setresgid(gid, gid, gid).map_err(|e| format!("setresgid 0: {e}"))?;
+    setresuid(uid, uid, uid).map_err(|e| format!("setresuid 0: {e}"))
+}
+
 /// Becomes the process's user, keeping exactly the capabilities the spec grants.
 pub fn become_user(process: &ProcessSpec) -> Result<(), String> {
     let caps = &process.capabilities;

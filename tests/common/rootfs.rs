@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 pub const APPLETS: &[&str] = &[
     "sh", "ls", "cat", "echo", "sleep", "true", "false", "mount", "hostname", "id", "df", "dd",
     "head", "tail", "ps", "grep", "touch", "mkdir", "rm", "kill", "sync", "wc", "stat", "readlink",
-    "env",
+    "env", "tty", "stty",
 ];
 
 const BUSYBOX_PATHS: &[&str] = &["/bin/busybox", "/usr/bin/busybox"];
