@@ -6,11 +6,12 @@
 //! a seccomp profile or a hook that silently did nothing would be a security or correctness bug
 //! the user never sees. Properties that the runtime-spec itself does not define are ignored, as
 //! the spec requires. The conversion is split by part of config.json: `process`, `mounts`,
-//! `linux` (namespaces, id mappings, resources, sysctl, paths) and `seccomp` each have a
-//! submodule; this file holds the whole-file checks and the `com.runlambda.*` settings that
+//! `linux` (namespaces, id mappings, resources, sysctl, paths), `seccomp` and `hooks` each have
+//! a submodule; this file holds the whole-file checks and the `com.runlambda.*` settings that
 //! reshape the result, such as the default seccomp profile of a Lambda environment
 //! (`lambda_seccomp`).
 
+mod hooks;
 mod lambda_seccomp;
 mod linux;
 mod mounts;
@@ -21,7 +22,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{Hooks, Root, Spec};
+use oci_spec::runtime::{Root, Spec};
 use oci_spec::OciSpecError;
 
 use crate::annotations::{self, AnnotationError, FunctionSettings, Mode};
@@ -191,6 +192,7 @@ fn convert(
         .collect();
     let mut function = annotations::parse(&annotations)?;
     let mut seccomp = linux.seccomp().as_ref().map(seccomp::convert).transpose()?;
+    let hooks = hooks::convert(spec.hooks().as_ref())?;
     if lambda_mode(&function, &annotations, force_lambda) {
         if process.terminal {
             return Err(FieldError::LambdaTerminal);
@@ -235,6 +237,7 @@ fn convert(
         preserve_fds: 0,
         function,
         seccomp,
+        hooks,
     })
 }
 
@@ -256,9 +259,6 @@ fn check_version(version: &str) -> Result<(), FieldError> {
 // them; a config that carries them still must not have them ignored.
 #[allow(deprecated)]
 fn reject_unsupported(spec: &Spec) -> Result<(), FieldError> {
-    if let Some(hooks) = spec.hooks() {
-        reject_hooks(hooks)?;
-    }
     let set = [
         ("solaris", spec.solaris().is_some()),
         ("windows", spec.windows().is_some()),
@@ -274,26 +274,6 @@ fn reject_unsupported(spec: &Spec) -> Result<(), FieldError> {
         ),
     ];
     match set.iter().find(|(_, is_set)| *is_set) {
-        Some((field, _)) => Err(FieldError::unsupported(*field)),
-        None => Ok(()),
-    }
-}
-
-// `prestart` is deprecated in the runtime-spec, and still a hook that must not be skipped.
-#[allow(deprecated)]
-fn reject_hooks(hooks: &Hooks) -> Result<(), FieldError> {
-    let lists = [
-        ("hooks.prestart", hooks.prestart()),
-        ("hooks.createRuntime", hooks.create_runtime()),
-        ("hooks.createContainer", hooks.create_container()),
-        ("hooks.startContainer", hooks.start_container()),
-        ("hooks.poststart", hooks.poststart()),
-        ("hooks.poststop", hooks.poststop()),
-    ];
-    match lists
-        .iter()
-        .find(|(_, list)| list.as_ref().is_some_and(|list| !list.is_empty()))
-    {
         Some((field, _)) => Err(FieldError::unsupported(*field)),
         None => Ok(()),
     }

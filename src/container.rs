@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::cgroup::{Cgroup, CgroupHost};
 use crate::config::RuntimeConfig;
+use crate::hooks::{HookError, HookKind, HookState};
 use crate::sandbox::{self, init};
 use crate::spec::{EnvironmentSpec, NamespaceKind};
 use crate::state::{self, MemoryLimit, ProcessLiveness, Record, StateDir};
@@ -124,6 +125,14 @@ impl Runtime {
         if built.is_err() {
             // Nothing of a failed create may remain; the first error is the one to report.
             let _ = dir.remove();
+            // The lifecycle still ends as after a delete: with the poststop hooks.
+            let state = HookState {
+                id: id.to_string(),
+                pid: 0,
+                bundle: spec.bundle.clone(),
+                annotations: spec.annotations.clone(),
+            };
+            let _ = spec.hooks.run_each(HookKind::Poststop, &state);
         }
         built
     }
@@ -175,7 +184,7 @@ impl Runtime {
         } else {
             (Some(notify), None)
         };
-        let spawned = sandbox::spawn(spec, cgroup, init_notify, console)?;
+        let spawned = sandbox::spawn(dir.id(), spec, cgroup, init_notify, console)?;
         let pid_start_time = state::proc_stat(spawned.pid)
             .map(|(_, started)| started)
             .ok_or_else(|| Error::from(sandbox::SandboxError::InitDied))?;
@@ -197,6 +206,7 @@ impl Runtime {
             memory,
             lambda: spec.is_lambda(),
             seccomp: spec.seccomp.clone(),
+            hooks: spec.hooks.clone(),
         })?;
         if let (Some(notify), Some(runtime_unix)) = (supervisor_notify, runtime_unix) {
             let function = lambda::function(spec, memory == MemoryLimit::Enforced);
@@ -228,31 +238,47 @@ impl Runtime {
         })
     }
 
-    /// Lets the init exec the container's process.
+    /// Lets the init exec the container's process, after the `startContainer` hooks, then
+    /// runs the `poststart` hooks. A failed hook of either kind leaves the container stopped.
     pub fn start(&self, id: &str) -> Result<()> {
         let container = self.find(id)?;
         let _lock = container.dir.lock()?;
         container.require(&[Status::Created], "start")?;
         let socket = container.dir.notify_socket();
-        let started = (|| -> std::io::Result<()> {
-            let mut conn = UnixStream::connect(&socket)?;
-            conn.write_all(init::START)?;
-            let mut reply = [0u8; 1];
-            conn.read_exact(&mut reply)?;
-            Ok(())
-        })();
-        started.map_err(|source| Error::Start {
+        let start_error = |source| Error::Start {
             id: id.to_string(),
             source,
-        })?;
+        };
+        let refusal = ask_to_start(&socket).map_err(start_error)?;
+        if let Some(json) = refusal {
+            // The init ran the startContainer hooks, one failed, and it exits.
+            return match serde_json::from_slice(&json) {
+                Ok(sandbox::channel::FromInit::Failed { step, reason }) => {
+                    Err(sandbox::SandboxError::Init { step, reason }.into())
+                }
+                _ => Err(start_error(std::io::Error::other(format!(
+                    "unexpected answer from the init: {}",
+                    String::from_utf8_lossy(&json)
+                )))),
+            };
+        }
         // The socket's absence is what marks the container as started.
         match std::fs::remove_file(&socket) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::NotifySocket {
-                path: socket,
-                source: e,
-            }),
-            _ => Ok(()),
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(Error::NotifySocket {
+                    path: socket,
+                    source: e,
+                })
+            }
+            _ => {}
         }
+        let hooks = &container.record.hooks;
+        if let Err(e) = hooks.run(HookKind::Poststart, &container.hook_state()) {
+            // As runc does, and the runtime-spec asks since 1.3: the container does not run on.
+            let _ = container.cgroup.kill(CGROUP_TIMEOUT);
+            return Err(e.into());
+        }
+        Ok(())
     }
 
     /// The state JSON of one container.
@@ -298,12 +324,14 @@ impl Runtime {
         container.signal_init(signal)
     }
 
-    /// Removes a stopped (or, with `force`, any) container: its processes, cgroup and state.
-    pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+    /// Removes a stopped (or, with `force`, any) container: its processes, cgroup and state,
+    /// then runs the `poststop` hooks. Those do not fail the delete: the ones that failed are
+    /// returned for the caller to warn about.
+    pub fn delete(&self, id: &str, force: bool) -> Result<Vec<HookError>> {
         let container = match self.find(id) {
             // As runc: `delete --force` of a container that is already gone succeeds. The
             // containerd shim's cleanup and podman after a failed create both call it.
-            Err(Error::State(state::StateError::NotFound(_))) if force => return Ok(()),
+            Err(Error::State(state::StateError::NotFound(_))) if force => return Ok(Vec::new()),
             found => found?,
         };
         let _lock = container.dir.lock()?;
@@ -320,7 +348,9 @@ impl Runtime {
         // Even a stopped container may leave processes in its cgroup (a shared pid namespace).
         container.cgroup.kill(CGROUP_TIMEOUT)?;
         container.cgroup.destroy()?;
-        Ok(container.dir.remove()?)
+        container.dir.remove()?;
+        let hooks = &container.record.hooks;
+        Ok(hooks.run_each(HookKind::Poststop, &container.hook_state()))
     }
 
     /// Freezes every process of a running container.
@@ -448,6 +478,16 @@ impl Container {
         crate::sys::pidfd_send_signal(pidfd.as_fd(), signal as i32).map_err(err)
     }
 
+    /// The container as its hooks see it.
+    fn hook_state(&self) -> HookState {
+        HookState {
+            id: self.record.id.clone(),
+            pid: self.record.pid,
+            bundle: self.record.bundle.clone(),
+            annotations: self.record.annotations.clone(),
+        }
+    }
+
     fn report(&self) -> StateReport {
         let status = self.status();
         StateReport {
@@ -467,4 +507,18 @@ impl Container {
             memory_limit: self.record.memory,
         }
     }
+}
+
+/// Asks the init on the notify socket to start; `Some` with the init's reason when it refused.
+fn ask_to_start(socket: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let mut conn = UnixStream::connect(socket)?;
+    conn.write_all(init::START)?;
+    let mut reply = [0u8; 1];
+    conn.read_exact(&mut reply)?;
+    if reply != *init::FAILED {
+        return Ok(None);
+    }
+    let mut reason = Vec::new();
+    conn.read_to_end(&mut reason)?;
+    Ok(Some(reason))
 }

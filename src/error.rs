@@ -25,6 +25,8 @@ pub enum Error {
     SystemdPath(#[from] crate::cgroup::systemd::SystemdPathError),
     #[error(transparent)]
     Function(#[from] crate::function::FunctionError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
     /// The verb does not apply in the container's status.
     #[error("container {id} is {status}: cannot {verb} it{hint}")]
     WrongState {

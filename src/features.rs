@@ -8,6 +8,7 @@
 use serde_json::{json, Value};
 
 use crate::annotations;
+use crate::hooks::HookKind;
 use crate::spec::NamespaceKind;
 
 /// The lowest and highest `ociVersion` the bundle loader accepts (any 1.0.0 to 1.3.x).
@@ -21,11 +22,11 @@ pub fn features() -> Value {
     let namespaces: Vec<&str> = NamespaceKind::ALL.iter().map(|ns| ns.name()).collect();
     let mount_options: Vec<&str> = crate::bundle::mount_options().collect();
     let (seccomp_actions, seccomp_flags) = crate::bundle::seccomp_actions_and_flags();
+    let hooks: Vec<&str> = HookKind::ALL.iter().map(|kind| kind.name()).collect();
     json!({
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION_MAX,
-        // The loader refuses every hook for now.
-        "hooks": [],
+        "hooks": hooks,
         "mountOptions": mount_options,
         "linux": {
             "namespaces": namespaces,

@@ -18,6 +18,7 @@ pub mod error;
 pub mod exec;
 pub mod features;
 pub mod function;
+pub mod hooks;
 pub mod invoke_client;
 pub mod lambda;
 pub mod lifecycle;

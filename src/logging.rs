@@ -30,11 +30,21 @@ impl Logger {
 
     /// Logs an error. Standard error always gets it too: podman and people read it there.
     pub fn error(&mut self, msg: &str) {
-        if let Some(file) = &mut self.file {
-            let _ = file
-                .write_all(format_line(self.format, "error", msg, SystemTime::now()).as_bytes());
-        }
+        self.log("error", msg);
         eprintln!("runlambda: {msg}");
+    }
+
+    /// Logs a warning: something failed that the command goes on without.
+    pub fn warn(&mut self, msg: &str) {
+        self.log("warning", msg);
+        eprintln!("runlambda: warning: {msg}");
+    }
+
+    fn log(&mut self, level: &str, msg: &str) {
+        if let Some(file) = &mut self.file {
+            let _ =
+                file.write_all(format_line(self.format, level, msg, SystemTime::now()).as_bytes());
+        }
     }
 }
 

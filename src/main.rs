@@ -18,7 +18,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match run(cli) {
+    match run(cli, &mut logger) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             logger.error(&error::chain(&e));
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> Result<()> {
+fn run(cli: Cli, logger: &mut Logger) -> Result<()> {
     let prints_only = matches!(
         cli.command,
         None | Some(
@@ -97,7 +97,12 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Kill { all, id, signal } => runtime.kill(&id, signal::parse(&signal)?, all),
-        Command::Delete { force, id } => runtime.delete(&id, force),
+        Command::Delete { force, id } => {
+            for failed in runtime.delete(&id, force)? {
+                logger.warn(&error::chain(&failed));
+            }
+            Ok(())
+        }
         Command::Pause { id } => runtime.pause(&id),
         Command::Update(args) => update(&runtime, &args),
         Command::Resume { id } => runtime.resume(&id),

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::annotations::FunctionSettings;
 use crate::cgroup::Limits;
+use crate::hooks::Hooks;
 
 /// Everything needed to build one environment.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +43,7 @@ pub struct EnvironmentSpec {
     pub function: FunctionSettings,
     /// `linux.seccomp`, or in a Lambda environment without one the default Lambda profile.
     pub seccomp: Option<Seccomp>,
+    pub hooks: Hooks,
 }
 
 /// The process that `start` runs as pid 1.
@@ -313,6 +315,7 @@ pub(crate) mod tests {
             preserve_fds: 0,
             function: FunctionSettings::default(),
             seccomp: None,
+            hooks: Hooks::default(),
         }
     }
 }

@@ -70,6 +70,9 @@ pub struct Record {
     /// The seccomp profile of the container, which `exec`'d processes get too.
     #[serde(default)]
     pub seccomp: Option<crate::spec::Seccomp>,
+    /// The hooks as config.json had them at `create`; `start` and `delete` run theirs.
+    #[serde(default)]
+    pub hooks: crate::hooks::Hooks,
 }
 
 /// The fate of the container's memory limit.
@@ -323,6 +326,15 @@ mod tests {
             memory: MemoryLimit::Enforced,
             lambda: false,
             seccomp: None,
+            hooks: crate::hooks::Hooks {
+                poststop: vec![crate::hooks::Hook {
+                    path: "/usr/bin/cleanup".into(),
+                    args: vec!["cleanup".into(), "--all".into()],
+                    env: vec!["K=v".into()],
+                    timeout: Some(std::time::Duration::from_secs(5)),
+                }],
+                ..Default::default()
+            },
         }
     }
 

@@ -1,7 +1,7 @@
 //! The only module with `unsafe`: thin wrappers over the system calls that nix does not cover
 //! (`clone3` with `CLONE_INTO_CGROUP` and `CLONE_PIDFD`, `close_range`, `prlimit` by number,
-//! `pidfd_open`, `seccomp`, the terminal ioctls). Each block states the invariant the kernel or
-//! libc needs and why it holds.
+//! `pidfd_open`, `seccomp`, the terminal ioctls, a `pre_exec` closure). Each block states the
+//! invariant the kernel or libc needs and why it holds.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -87,6 +87,18 @@ pub fn cloexec_from(first: u32) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Has `command`'s child mark every fd from 3 upward close-on-exec right before it execs, so
+/// that the program gets its three standard streams and nothing else of this process.
+pub fn only_stdio_on_exec(command: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs in the forked child between fork and exec, where only
+    // async-signal-safe work is allowed: it makes one close_range system call, touches no lock
+    // and allocates nothing (an error is built from errno alone).
+    unsafe {
+        command.pre_exec(|| cloexec_from(3));
+    }
 }
 
 /// Sets one resource limit by its `RLIMIT_*` number (config.json names them; nix's

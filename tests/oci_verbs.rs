@@ -330,7 +330,17 @@ fn features_tell_what_the_bundle_loader_accepts() {
     let raw: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(features.oci_version_min(), "1.0.0");
     assert_eq!(features.oci_version_max(), "1.3.0");
-    assert_eq!(raw["hooks"], json!([]));
+    assert_eq!(
+        raw["hooks"],
+        json!([
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "startContainer",
+            "poststart",
+            "poststop"
+        ])
+    );
     assert_eq!(raw["linux"]["seccomp"]["enabled"], true);
     assert_eq!(raw["linux"]["mountExtensions"]["idmap"]["enabled"], false);
     assert_eq!(
@@ -369,6 +379,14 @@ fn features_tell_what_the_bundle_loader_accepts() {
     })
     .unwrap_err();
     assert!(err.contains("\"rro\" is not supported"), "{err}");
+
+    for hook in raw["hooks"].as_array().unwrap() {
+        let name = hook.as_str().unwrap();
+        load_changed(&dir, |c| {
+            c["hooks"] = json!({name: [{"path": "/bin/true"}]})
+        })
+        .unwrap_or_else(|e| panic!("listed hook {name}: {e}"));
+    }
 
     let namespaces = raw["linux"]["namespaces"].as_array().unwrap();
     assert_eq!(namespaces.len(), 7);

@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use super::*;
 use crate::annotations::FunctionSettings;
 use crate::cgroup::CpuLimits;
+use crate::hooks::HookKind;
 use crate::spec::{
     Capabilities, ConsoleSize, IdMapping, MountKind, MountSpec, NamespaceSpec, ProcessSpec, Rlimit,
 };
@@ -302,6 +303,7 @@ fn runc_spec_converts() {
         preserve_fds: 0,
         function: FunctionSettings::default(),
         seccomp: None,
+        hooks: crate::hooks::Hooks::default(),
     };
     assert_eq!(got, expected);
 }
@@ -646,23 +648,50 @@ fn a_lambda_environment_has_no_terminal() {
 }
 
 #[test]
-fn unsupported_fields_are_named() {
-    let hook = json!([{"path": "/bin/true"}]);
+fn hooks_convert_in_every_list() {
+    let hook = json!([{"path": "/usr/bin/hook", "args": ["hook", "a"], "env": ["K=v"],
+                       "timeout": 5}]);
+    let mut config = runc_spec();
+    for kind in HookKind::ALL {
+        set(&mut config, &format!("/hooks/{kind}"), hook.clone());
+    }
+    let hooks = Bundle::new(&config).load().unwrap().hooks;
+    let expected = crate::hooks::Hook {
+        path: "/usr/bin/hook".into(),
+        args: vec!["hook".into(), "a".into()],
+        env: vec!["K=v".into()],
+        timeout: Some(std::time::Duration::from_secs(5)),
+    };
+    for kind in HookKind::ALL {
+        assert_eq!(hooks.of(kind), std::slice::from_ref(&expected), "{kind}");
+    }
+}
+
+#[test]
+fn bad_hooks_are_named() {
     let cases = [
-        ("/hooks/prestart", hook.clone(), "hooks.prestart"),
-        ("/hooks/createRuntime", hook.clone(), "hooks.createRuntime"),
         (
-            "/hooks/createContainer",
-            hook.clone(),
-            "hooks.createContainer",
+            json!({"path": "hook"}),
+            "hooks.poststart[1].path = \"hook\": not an absolute path",
         ),
         (
-            "/hooks/startContainer",
-            hook.clone(),
-            "hooks.startContainer",
+            json!({"path": "/hook", "timeout": 0}),
+            "hooks.poststart[1].timeout = 0: must be greater than zero",
         ),
-        ("/hooks/poststart", hook.clone(), "hooks.poststart"),
-        ("/hooks/poststop", hook, "hooks.poststop"),
+        (
+            json!({"path": "/hook", "env": ["A=1", "B"]}),
+            "hooks.poststart[1].env = \"B\": not KEY=value",
+        ),
+    ];
+    for (bad, message) in cases {
+        let config = with("/hooks/poststart", json!([{"path": "/bin/true"}, bad]));
+        assert_eq!(field_error(&config).to_string(), message);
+    }
+}
+
+#[test]
+fn unsupported_fields_are_named() {
+    let cases = [
         ("/solaris", json!({}), "solaris"),
         ("/windows", json!({"layerFolders": []}), "windows"),
         ("/vm", json!({"kernel": {"path": "/vmlinuz"}}), "vm"),

@@ -15,9 +15,14 @@ use nix::sys::socket::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::hooks::HookState;
+
 /// What the init tells `create`, and in a Lambda environment then the supervisor.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum FromInit {
+    /// The mounts are made and the host's root is still in reach: the runtime runs the
+    /// `prestart` and `createRuntime` hooks, then answers [`ToInit::RunHooks`].
+    HooksDue,
     /// The environment is built; the init waits for `start` (plain) or commands (Lambda).
     Ready,
     /// A step failed; the init exits after sending this.
@@ -39,6 +44,9 @@ pub enum FromInit {
 pub enum ToInit {
     /// Id maps are written and the v1 cgroups joined: go on building the environment.
     Proceed,
+    /// The runtime's hooks ran: run the container's own (`createContainer` now,
+    /// `startContainer` at `start`) with this state on their stdin.
+    RunHooks { state: HookState },
     /// Start a process; its stdout and stderr arrive as two fds with the message.
     Spawn {
         args: Vec<String>,

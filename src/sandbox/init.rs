@@ -4,6 +4,11 @@
 //! it has one — reports the first failure to `create` with the step's name, then waits for
 //! `start` on the notify socket.
 //!
+//! Hooks: once the mounts are made, and while the host's root is still in reach, the init lets
+//! `create` run the `prestart` and `createRuntime` hooks, then runs the `createContainer` ones
+//! itself, in the container's namespaces; after `start` asked, it runs the `startContainer`
+//! ones inside the container, as the container's user, and tells `start` how they went.
+//!
 //! The seccomp filter is loaded as late as the kernel allows: right before `execve` when the
 //! process has no_new_privs; without it only a process with CAP_SYS_ADMIN may load a filter,
 //! so then (as in runc) before the user and capabilities change. A Lambda init loads none: it
@@ -22,6 +27,7 @@ use nix::unistd::sethostname;
 use super::channel::{Channel, FromInit, ToInit};
 use super::seccomp::Filter;
 use super::{mounts, process, rootfs, terminal};
+use crate::hooks::{HookKind, HookState};
 use crate::spec::{EnvironmentSpec, NamespaceKind};
 
 /// A failed step: what the init was doing, and why it failed.
@@ -60,8 +66,8 @@ pub fn run(
         Some(_) if !spec.process.no_new_privileges => (filter, None),
         _ => (None, filter),
     };
-    let executable = match build(spec, &channel, console, namespaces, early_filter) {
-        Ok(path) => path,
+    let (executable, hook_state) = match build(spec, &channel, console, namespaces, early_filter) {
+        Ok(built) => built,
         Err(failure) => {
             let _ = channel.send(&FromInit::Failed {
                 step: failure.step.to_string(),
@@ -75,14 +81,30 @@ pub fn run(
     }
     let Some(notify) = notify else {
         // A Lambda environment: the init stays pid 1 and serves the supervisor.
-        super::lambda_init::serve(channel, &spec.process, filter);
+        let start_hooks = hook_state.map(|state| (&spec.hooks, state));
+        super::lambda_init::serve(channel, &spec.process, filter, start_hooks);
     };
     drop(channel);
-    if wait_for_start(&notify).is_err() {
+    let Ok(mut start) = wait_for_start(&notify) else {
         // `delete` removed the socket or the state went away: nothing to start.
         crate::sys::exit_now(1);
-    }
+    };
     drop(notify);
+    if let Some(state) = hook_state {
+        if let Err(e) = spec.hooks.run(HookKind::StartContainer, &state) {
+            let failure = FromInit::Failed {
+                step: "running startContainer hooks".to_string(),
+                reason: crate::error::chain(&e),
+            };
+            let _ = start.write_all(FAILED);
+            let _ = serde_json::to_writer(&mut start, &failure);
+            crate::sys::exit_now(1);
+        }
+    }
+    if start.write_all(STARTED).is_err() {
+        crate::sys::exit_now(1);
+    }
+    drop(start);
     if let Some(filter) = late_filter {
         if let Err(e) = filter.load() {
             eprintln!("runlambda: container init: loading the seccomp filter: {e}");
@@ -95,13 +117,15 @@ pub fn run(
     crate::sys::exit_now(127);
 }
 
+/// Builds the environment; returns the program to exec, and the state for the
+/// `startContainer` hooks when the container has hooks.
 fn build(
     spec: &EnvironmentSpec,
     channel: &Channel,
     console: Option<UnixStream>,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
     filter: Option<&Filter>,
-) -> Result<PathBuf, Failure> {
+) -> Result<(PathBuf, Option<HookState>), Failure> {
     // Until execve this process runs runlambda's own code inside the container: nothing in it
     // may open our /proc/PID/exe or attach to us.
     nix::sys::prctl::set_dumpable(false).step("making the init non-dumpable")?;
@@ -134,7 +158,7 @@ fn build(
         std::fs::write("/proc/sys/kernel/domainname", domainname)
             .step("setting the domain name")?;
     }
-    prepare_rootfs(spec)?;
+    let hook_state = prepare_rootfs(spec, channel)?;
     // After the user's mounts (its devpts above all), before the root may turn read-only.
     if let Some(socket) = console {
         terminal::attach(&socket, &spec.process, true).step("setting up the terminal")?;
@@ -168,7 +192,7 @@ fn build(
     process::finish(&spec.process).step("preparing the process")?;
     // Only stdio (and, later, preserved fds) may reach the container's process.
     crate::sys::cloexec_from(3 + spec.preserve_fds).step("closing inherited file descriptors")?;
-    Ok(executable)
+    Ok((executable, hook_state))
 }
 
 fn path_failure(step: &'static str, path: &std::path::Path, e: nix::Error) -> Failure {
@@ -178,7 +202,7 @@ fn path_failure(step: &'static str, path: &std::path::Path, e: nix::Error) -> Fa
     }
 }
 
-fn prepare_rootfs(spec: &EnvironmentSpec) -> Result<(), Failure> {
+fn prepare_rootfs(spec: &EnvironmentSpec, channel: &Channel) -> Result<Option<HookState>, Failure> {
     rootfs::isolate_from_host(spec.rootfs_propagation).step("isolating mounts from the host")?;
     rootfs::bind_rootfs(&spec.rootfs).step("binding the rootfs")?;
     let root = open(
@@ -194,8 +218,37 @@ fn prepare_rootfs(spec: &EnvironmentSpec) -> Result<(), Failure> {
         })?;
     }
     drop(root);
+    let hook_state = if spec.hooks.involve_init() {
+        Some(run_create_hooks(spec, channel)?)
+    } else {
+        None
+    };
     rootfs::pivot(&spec.rootfs).step("pivoting to the rootfs")?;
-    rootfs::apply_propagation(spec.rootfs_propagation).step("setting rootfs propagation")
+    rootfs::apply_propagation(spec.rootfs_propagation).step("setting rootfs propagation")?;
+    Ok(hook_state)
+}
+
+/// Before pivot_root, so that hook paths still resolve on the host: waits while `create` runs
+/// the runtime's hooks, then runs `createContainer` in the container's namespaces.
+fn run_create_hooks(spec: &EnvironmentSpec, channel: &Channel) -> Result<HookState, Failure> {
+    const STEP: &str = "waiting for the runtime's hooks";
+    channel.send(&FromInit::HooksDue).step(STEP)?;
+    let state = match channel.recv::<ToInit>().step(STEP)? {
+        Some(ToInit::RunHooks { state }) => state,
+        other => {
+            return Err(Failure {
+                step: STEP,
+                reason: format!("expected RunHooks, got {other:?}"),
+            })
+        }
+    };
+    spec.hooks
+        .run(HookKind::CreateContainer, &state)
+        .map_err(|e| Failure {
+            step: "running createContainer hooks",
+            reason: crate::error::chain(&e),
+        })?;
+    Ok(state)
 }
 
 fn describe(step: &mounts::MountStep) -> String {
@@ -206,14 +259,13 @@ fn describe(step: &mounts::MountStep) -> String {
     }
 }
 
-/// Blocks until `start` connects and asks; answers so that `start` knows the init got it.
-fn wait_for_start(notify: &UnixListener) -> std::io::Result<()> {
+/// Blocks until `start` connects and asks; returns the connection, for the answer.
+fn wait_for_start(notify: &UnixListener) -> std::io::Result<UnixStream> {
     loop {
         let (mut conn, _) = notify.accept()?;
         let mut byte = [0u8; 1];
         if conn.read_exact(&mut byte).is_ok() && byte == *START {
-            conn.write_all(STARTED)?;
-            return Ok(());
+            return Ok(conn);
         }
     }
 }
@@ -222,3 +274,6 @@ fn wait_for_start(notify: &UnixListener) -> std::io::Result<()> {
 pub const START: &[u8; 1] = b"s";
 /// What the init answers before it execs.
 pub const STARTED: &[u8; 1] = b"k";
+/// What the init answers when a `startContainer` hook failed, followed by the JSON of a
+/// [`FromInit::Failed`]; the init then exits.
+pub const FAILED: &[u8; 1] = b"f";

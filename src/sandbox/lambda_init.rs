@@ -23,10 +23,19 @@ use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, ForkResult, Pid};
 use super::channel::{Channel, FromInit, ToInit};
 use super::process;
 use super::seccomp::Filter;
+use crate::hooks::{HookKind, HookState, Hooks};
 use crate::spec::ProcessSpec;
 
-/// Serves the supervisor until it says `Exit` or goes away; never returns.
-pub fn serve(channel: Channel, base: &ProcessSpec, filter: Option<&Filter>) -> ! {
+/// Serves the supervisor until it says `Exit` or goes away; never returns. `start_hooks` are
+/// the `startContainer` hooks, run before the environment's first process (runtime or
+/// extension): a failure ends the environment before any of its code ran.
+pub fn serve(
+    channel: Channel,
+    base: &ProcessSpec,
+    filter: Option<&Filter>,
+    start_hooks: Option<(&Hooks, HookState)>,
+) -> ! {
+    let mut start_hooks = start_hooks;
     let signals = termination_and_child_signals();
     // Blocked signals queue on the signalfd instead of interrupting the loop.
     if signals.thread_block().is_err() {
@@ -53,9 +62,15 @@ pub fn serve(channel: Channel, base: &ProcessSpec, filter: Option<&Filter>) -> !
         }
         if ready(&fds[0]) {
             match channel.recv_with_fds::<ToInit>() {
-                Ok(Some((command, fds))) => {
-                    handle_command(command, fds, &channel, base, filter, &signals)
-                }
+                Ok(Some((command, fds))) => handle_command(
+                    command,
+                    fds,
+                    &channel,
+                    base,
+                    filter,
+                    &signals,
+                    &mut start_hooks,
+                ),
                 // The supervisor is gone: nobody can serve this environment any more.
                 Ok(None) | Err(_) => empty_and_exit(1),
             }
@@ -115,9 +130,17 @@ fn handle_command(
     base: &ProcessSpec,
     filter: Option<&Filter>,
     signals: &SigSet,
+    start_hooks: &mut Option<(&Hooks, HookState)>,
 ) {
     match command {
         ToInit::Spawn { args, env, cwd } => {
+            if let Some((hooks, state)) = start_hooks.take() {
+                if let Err(e) = hooks.run(HookKind::StartContainer, &state) {
+                    let reason = crate::error::chain(&e);
+                    let _ = channel.send(&FromInit::SpawnFailed { reason });
+                    empty_and_exit(1);
+                }
+            }
             let reply = match spawn(&args, &env, &cwd, &fds, base, filter, signals) {
                 Ok(pid) => FromInit::Spawned { pid: pid.as_raw() },
                 Err(reason) => FromInit::SpawnFailed { reason },
@@ -136,8 +159,8 @@ fn handle_command(
             let _ = channel.send(&FromInit::Emptied);
         }
         ToInit::Exit { code } => empty_and_exit(code),
-        // `Proceed` belongs to the setup handshake, which is over.
-        ToInit::Proceed => {}
+        // These belong to the setup handshake, which is over.
+        ToInit::Proceed | ToInit::RunHooks { .. } => {}
     }
 }
 

@@ -24,6 +24,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use crate::cgroup::{Cgroup, CgroupError};
+use crate::hooks::{HookError, HookKind, HookState};
 use crate::spec::{EnvironmentSpec, IdMapping, NamespaceKind};
 use crate::sys::{clone3, Forked};
 use channel::{Channel, FromInit, ToInit};
@@ -61,6 +62,8 @@ pub enum SandboxError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Seccomp(#[from] seccomp::SeccompError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
 }
 
 /// The init as `create` sees it once the environment is ready.
@@ -77,11 +80,14 @@ pub struct Spawned {
 ///
 /// A plain container's init waits on `notify` for `start`; without one (a Lambda environment)
 /// it serves the returned channel instead. With `console` (the caller's console socket,
-/// connected) the init sends the process's terminal there.
+/// connected) the init sends the process's terminal there. While the init builds the
+/// environment, the `prestart` and `createRuntime` hooks run here; `id` is the container's,
+/// for their state.
 ///
 /// Must be called while the process is single-threaded (see [`crate::sys::clone3`]). On error
 /// the init may still exist: the caller kills the cgroup.
 pub fn spawn(
+    id: &str,
     spec: &EnvironmentSpec,
     cgroup: &Cgroup,
     notify: Option<UnixListener>,
@@ -132,7 +138,7 @@ pub fn spawn(
         }
         Forked::Parent { pid, pidfd } => {
             drop((init_end, notify, console, joined));
-            prepare_init(spec, cgroup, pid, &parent_end)?;
+            prepare_init(id, spec, cgroup, pid, &parent_end)?;
             Ok(Spawned {
                 pid,
                 pidfd,
@@ -143,8 +149,9 @@ pub fn spawn(
 }
 
 /// The parent's half of the handshake: what must happen to the init from outside before it may
-/// build the environment, then its verdict.
+/// build the environment, the runtime's hooks when its mounts are made, then its verdict.
 fn prepare_init(
+    id: &str,
     spec: &EnvironmentSpec,
     cgroup: &Cgroup,
     pid: Pid,
@@ -158,16 +165,35 @@ fn prepare_init(
     channel
         .send(&ToInit::Proceed)
         .map_err(SandboxError::Handshake)?;
-    match channel
-        .recv::<FromInit>()
-        .map_err(SandboxError::Handshake)?
-    {
-        Some(FromInit::Ready) => Ok(()),
-        Some(FromInit::Failed { step, reason }) => Err(SandboxError::Init { step, reason }),
-        Some(other) => Err(SandboxError::Handshake(std::io::Error::other(format!(
-            "unexpected {other:?} during setup"
-        )))),
-        None => Err(SandboxError::InitDied),
+    loop {
+        match channel
+            .recv::<FromInit>()
+            .map_err(SandboxError::Handshake)?
+        {
+            Some(FromInit::Ready) => return Ok(()),
+            Some(FromInit::HooksDue) => {
+                let state = HookState {
+                    id: id.to_string(),
+                    pid: pid.as_raw(),
+                    bundle: spec.bundle.clone(),
+                    annotations: spec.annotations.clone(),
+                };
+                spec.hooks.run(HookKind::Prestart, &state)?;
+                spec.hooks.run(HookKind::CreateRuntime, &state)?;
+                channel
+                    .send(&ToInit::RunHooks { state })
+                    .map_err(SandboxError::Handshake)?;
+            }
+            Some(FromInit::Failed { step, reason }) => {
+                return Err(SandboxError::Init { step, reason })
+            }
+            Some(other) => {
+                return Err(SandboxError::Handshake(std::io::Error::other(format!(
+                    "unexpected {other:?} during setup"
+                ))))
+            }
+            None => return Err(SandboxError::InitDied),
+        }
     }
 }
 

@@ -887,7 +887,7 @@ impl Supervisor {
             }
             FromInit::Emptied => self.step(Event::Emptied),
             FromInit::Signaled { .. } => self.step(Event::Shutdown),
-            FromInit::Ready | FromInit::Failed { .. } => {}
+            FromInit::Ready | FromInit::Failed { .. } | FromInit::HooksDue => {}
         }
     }
 
