@@ -21,8 +21,8 @@ const OS_DIRS: &[&str] = &[
     "usr", "bin", "sbin", "lib", "lib32", "lib64", "libx32", "etc",
 ];
 
-/// The function's settings as `runlambda run` was given them.
-#[derive(Debug, Clone)]
+/// The function's settings as `runlambda run` was given them; `None` takes the default.
+#[derive(Debug, Clone, Default)]
 pub struct FunctionOptions {
     pub name: String,
     pub memory_mb: Option<u32>,
@@ -193,12 +193,9 @@ mod tests {
         FunctionOptions {
             name: "echo".into(),
             memory_mb: Some(256),
-            ephemeral_storage_mb: None,
             timeout_s: Some(5),
-            idle_timeout_s: None,
-            freeze_delay_ms: None,
             env: vec!["GREETING=hi".into()],
-            layer: None,
+            ..Default::default()
         }
     }
 

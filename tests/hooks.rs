@@ -235,13 +235,7 @@ fn a_lambda_environment_runs_its_hooks_at_create_start_and_delete() {
     let lambda_bundle = |id: &str, start_hook: Value| -> PathBuf {
         let options = runlambda::function::FunctionOptions {
             name: "python-echo".into(),
-            memory_mb: None,
-            ephemeral_storage_mb: None,
-            timeout_s: None,
-            idle_timeout_s: None,
-            freeze_delay_ms: None,
-            env: vec![],
-            layer: None,
+            ..Default::default()
         };
         let bundle =
             runlambda::function::write_bundle(&function, &env.dir.path().join(id), &options)

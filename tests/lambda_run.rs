@@ -642,13 +642,7 @@ fn delete_force_of_a_lambda_environment_leaves_no_supervisor_cgroup_or_state() {
     let function = readable(python_function(env.dir.path()));
     let options = runlambda::function::FunctionOptions {
         name: "python-echo".into(),
-        memory_mb: None,
-        ephemeral_storage_mb: None,
-        timeout_s: None,
-        idle_timeout_s: None,
-        freeze_delay_ms: None,
-        env: vec![],
-        layer: None,
+        ..Default::default()
     };
     let bundle =
         runlambda::function::write_bundle(&function, &env.dir.path().join("bundle"), &options)

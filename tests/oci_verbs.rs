@@ -227,13 +227,7 @@ fn exec_passes_exactly_the_preserved_fds() {
 fn exec_joins_the_user_namespace_first() {
     let env = Env::new();
     let mut cfg = sleeper();
-    let map = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
-    cfg["linux"]["namespaces"]
-        .as_array_mut()
-        .unwrap()
-        .push(json!({"type": "user"}));
-    cfg["linux"]["uidMappings"] = map.clone();
-    cfg["linux"]["gidMappings"] = map;
+    common::in_user_namespace(&mut cfg);
     let init = running(&env, "c1", &cfg);
     let out = env.ok(&[
         "exec",
@@ -248,7 +242,13 @@ fn exec_joins_the_user_namespace_first() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(lines, [vec!["1000"], vec!["0", "200000", "65536"]]);
+    assert_eq!(
+        lines,
+        [
+            vec!["1000"],
+            vec!["0", &common::USERNS_HOST_ID.to_string(), "65536"]
+        ]
+    );
     // The exec'd process has exited and was reaped: only the init is left.
     let pids = cgroup_procs(&env, "c1");
     assert_eq!(pids, BTreeSet::from([init]));

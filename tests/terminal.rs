@@ -13,7 +13,7 @@ use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::{config, wait_exit, Env};
+use common::{config, in_user_namespace, wait_exit, Env};
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
@@ -253,15 +253,6 @@ fn a_terminal_needs_a_console_socket_and_a_socket_needs_a_terminal() {
 #[test]
 fn terminals_work_in_a_user_namespace() {
     let env = Env::new();
-    let in_user_namespace = |cfg: &mut Value| {
-        let map = json!([{"containerID": 0, "hostID": 200000, "size": 65536}]);
-        cfg["linux"]["namespaces"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"type": "user"}));
-        cfg["linux"]["uidMappings"] = map.clone();
-        cfg["linux"]["gidMappings"] = map;
-    };
     let script = format!("stat -c %u $(tty); {PROBE}");
     let mut cfg = terminal_config(&["sh", "-c", &script], Some((24, 80)));
     cfg["process"]["user"] = json!({"uid": 1000, "gid": 1000});

@@ -257,3 +257,17 @@ pub fn config(args: &[&str]) -> Value {
     config["root"]["readonly"] = json!(false);
     config
 }
+
+/// Where [`in_user_namespace`] maps the container's uid and gid 0.
+pub const USERNS_HOST_ID: u32 = 200_000;
+
+/// Gives `config` a new user namespace mapping 65,536 ids from [`USERNS_HOST_ID`].
+pub fn in_user_namespace(config: &mut Value) {
+    let map = json!([{"containerID": 0, "hostID": USERNS_HOST_ID, "size": 65536}]);
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
+    config["linux"]["uidMappings"] = map.clone();
+    config["linux"]["gidMappings"] = map;
+}
