@@ -123,6 +123,27 @@ fn create_with_console(env: &Env, id: &str, bundle: &Path, socket: &Path) -> i32
     fs::read_to_string(pid_file).unwrap().parse().unwrap()
 }
 
+/// `exec --detach --tty` with `args` after runc's flags, as conmon runs `podman exec -t`:
+/// the pty's name and master from the console socket, and the process's pid.
+fn exec_detached_with_tty(env: &Env, args: &[&str]) -> (String, OwnedFd, i32) {
+    let (socket, listener) = console_socket(env, "exec-detached.sock");
+    let pid_file = env.dir.path().join("exec.pid");
+    let mut command = vec![
+        "exec",
+        "--detach",
+        "--tty",
+        "--console-socket",
+        socket.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+    ];
+    command.extend(args);
+    env.ok(&command);
+    let (name, master) = receive_master(&listener);
+    let pid = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    (name, master, pid)
+}
+
 #[test]
 fn create_sends_the_containers_terminal_to_the_console_socket() {
     let env = Env::new();
@@ -178,30 +199,16 @@ fn exec_tty_sends_the_processs_terminal_to_the_console_socket() {
     drop(master);
 
     // Detached, from a process file with a console size, as conmon runs `podman exec -t`.
-    let (socket, listener) = console_socket(&env, "conmon.sock");
     let process = env.dir.path().join("process.json");
     let cfg = terminal_config(&["sh", "-c", PROBE], Some((40, 120)));
     fs::write(&process, cfg["process"].to_string()).unwrap();
-    let pid_file = env.dir.path().join("exec.pid");
-    env.ok(&[
-        "exec",
-        "--detach",
-        "--tty",
-        "--console-socket",
-        socket.to_str().unwrap(),
-        "--process",
-        process.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        "c1",
-    ]);
-    let (name, master) = receive_master(&listener);
+    let (name, master, pid) =
+        exec_detached_with_tty(&env, &["--process", process.to_str().unwrap(), "c1"]);
     assert_eq!(name, "/dev/pts/0");
     assert_eq!(
         answer_probe(&master),
         format!("{name}\n40 120\n{PROBE_TAIL}")
     );
-    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     assert_eq!(wait_exit(pid), 0);
 
     env.ok(&["delete", "--force", "c1"]);
@@ -274,26 +281,9 @@ fn terminals_work_in_a_user_namespace() {
     let bundle = env.bundle("c2", &cfg);
     let init = env.create("c2", &bundle);
     env.ok(&["start", "c2"]);
-    let (socket, listener) = console_socket(&env, "exec.sock");
-    let pid_file = env.dir.path().join("exec.pid");
-    env.ok(&[
-        "exec",
-        "--detach",
-        "--tty",
-        "--console-socket",
-        socket.to_str().unwrap(),
-        "--pid-file",
-        pid_file.to_str().unwrap(),
-        "-u",
-        "1000",
-        "c2",
-        "sh",
-        "-c",
-        &script,
-    ]);
-    let (name, master) = receive_master(&listener);
+    let (name, master, pid) =
+        exec_detached_with_tty(&env, &["-u", "1000", "c2", "sh", "-c", &script]);
     assert_eq!(answer_probe(&master), format!("1000\n{name}\n{PROBE_TAIL}"));
-    let pid: i32 = fs::read_to_string(&pid_file).unwrap().parse().unwrap();
     assert_eq!(wait_exit(pid), 0);
     env.ok(&["delete", "--force", "c2"]);
     wait_exit(init);
