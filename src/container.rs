@@ -34,7 +34,10 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// A Lambda environment whatever the annotations say (`runlambda run`).
     pub lambda: bool,
-    /// How many fds from 3 on the container's process inherits (`--preserve-fds`).
+    /// How many socket-activation fds, from 3 on, the container's process inherits
+    /// ([`crate::activation::inherited`]).
+    pub listen_fds: u32,
+    /// How many fds after those the container's process inherits (`--preserve-fds`).
     pub preserve_fds: u32,
     /// Where to send the process's terminal (`--console-socket`, with process.terminal).
     pub console_socket: Option<PathBuf>,
@@ -113,6 +116,11 @@ impl Runtime {
     /// Builds the environment of a new container and leaves its init waiting for `start`.
     pub fn create(&self, id: &str, bundle_dir: &Path, options: &CreateOptions) -> Result<()> {
         let mut spec = bundle::load(bundle_dir, &self.config, options.lambda)?;
+        // A Lambda environment's processes are the init's children, not its exec: no
+        // activation socket would reach the function as systemd meant it.
+        if !spec.is_lambda() {
+            spec.listen_fds = options.listen_fds;
+        }
         spec.preserve_fds = options.preserve_fds;
         let pid_file = options.pid_file.as_deref();
         if spec.is_lambda() && !spec.has(NamespaceKind::Network) {
