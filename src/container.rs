@@ -19,7 +19,7 @@ use crate::hooks::{HookError, HookKind, HookState};
 use crate::sandbox::{self, init};
 use crate::spec::{EnvironmentSpec, NamespaceKind};
 use crate::state::{self, MemoryLimit, ProcessLiveness, Record, StateDir};
-use crate::{bundle, console, lambda, Error, Result};
+use crate::{bundle, console, lambda, socket_path, Error, Result};
 
 /// The runtime-spec version this runtime implements, as `state` reports it.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -464,7 +464,7 @@ impl Container {
     /// Asks a Lambda environment's supervisor for its Shutdown (the exchange `start` uses:
     /// one byte each way).
     fn request_shutdown(&self) -> std::io::Result<()> {
-        let mut conn = UnixStream::connect(self.dir.path().join(state::CONTROL_SOCKET))?;
+        let mut conn = socket_path::connect(&self.dir.path().join(state::CONTROL_SOCKET))?;
         conn.write_all(&[crate::supervisor::serve::TERMINATE])?;
         let mut reply = [0u8; 1];
         conn.read_exact(&mut reply)
@@ -519,7 +519,7 @@ impl Container {
 
 /// Asks the init on the notify socket to start; `Some` with the init's reason when it refused.
 fn ask_to_start(socket: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let mut conn = UnixStream::connect(socket)?;
+    let mut conn = socket_path::connect(socket)?;
     conn.write_all(init::START)?;
     let mut reply = [0u8; 1];
     conn.read_exact(&mut reply)?;

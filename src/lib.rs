@@ -28,6 +28,7 @@ pub mod mountinfo;
 pub mod run;
 pub mod sandbox;
 pub mod signal;
+pub mod socket_path;
 pub mod spec;
 pub mod state;
 pub mod stats;
