@@ -234,6 +234,7 @@ fn convert(
         sysctl: linux::sysctl(linux.sysctl().as_ref(), &namespaces)?,
         namespaces,
         annotations,
+        listen_fds: 0,
         preserve_fds: 0,
         function,
         seccomp,

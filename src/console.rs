@@ -37,14 +37,12 @@ pub fn connect(terminal: bool, socket: Option<&Path>) -> Result<Option<UnixStrea
         (false, Some(path)) => Err(ConsoleError::NoTerminal {
             path: path.to_owned(),
         }),
-        (true, Some(path)) => {
-            UnixStream::connect(path)
-                .map(Some)
-                .map_err(|source| ConsoleError::Connect {
-                    path: path.to_owned(),
-                    source,
-                })
-        }
+        (true, Some(path)) => crate::socket_path::connect(path)
+            .map(Some)
+            .map_err(|source| ConsoleError::Connect {
+                path: path.to_owned(),
+                source,
+            }),
     }
 }
 

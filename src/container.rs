@@ -19,7 +19,7 @@ use crate::hooks::{HookError, HookKind, HookState};
 use crate::sandbox::{self, init};
 use crate::spec::{EnvironmentSpec, NamespaceKind};
 use crate::state::{self, MemoryLimit, ProcessLiveness, Record, StateDir};
-use crate::{bundle, console, lambda, Error, Result};
+use crate::{bundle, console, lambda, socket_path, Error, Result};
 
 /// The runtime-spec version this runtime implements, as `state` reports it.
 pub const OCI_VERSION: &str = "1.2.0";
@@ -34,7 +34,10 @@ pub struct CreateOptions {
     pub pid_file: Option<PathBuf>,
     /// A Lambda environment whatever the annotations say (`runlambda run`).
     pub lambda: bool,
-    /// How many fds from 3 on the container's process inherits (`--preserve-fds`).
+    /// How many socket-activation fds, from 3 on, the container's process inherits
+    /// ([`crate::activation::inherited`]).
+    pub listen_fds: u32,
+    /// How many fds after those the container's process inherits (`--preserve-fds`).
     pub preserve_fds: u32,
     /// Where to send the process's terminal (`--console-socket`, with process.terminal).
     pub console_socket: Option<PathBuf>,
@@ -113,6 +116,11 @@ impl Runtime {
     /// Builds the environment of a new container and leaves its init waiting for `start`.
     pub fn create(&self, id: &str, bundle_dir: &Path, options: &CreateOptions) -> Result<()> {
         let mut spec = bundle::load(bundle_dir, &self.config, options.lambda)?;
+        // A Lambda environment's processes are the init's children, not its exec: no
+        // activation socket would reach the function as systemd meant it.
+        if !spec.is_lambda() {
+            spec.listen_fds = options.listen_fds;
+        }
         spec.preserve_fds = options.preserve_fds;
         let pid_file = options.pid_file.as_deref();
         if spec.is_lambda() && !spec.has(NamespaceKind::Network) {
@@ -456,7 +464,7 @@ impl Container {
     /// Asks a Lambda environment's supervisor for its Shutdown (the exchange `start` uses:
     /// one byte each way).
     fn request_shutdown(&self) -> std::io::Result<()> {
-        let mut conn = UnixStream::connect(self.dir.path().join(state::CONTROL_SOCKET))?;
+        let mut conn = socket_path::connect(&self.dir.path().join(state::CONTROL_SOCKET))?;
         conn.write_all(&[crate::supervisor::serve::TERMINATE])?;
         let mut reply = [0u8; 1];
         conn.read_exact(&mut reply)
@@ -511,7 +519,7 @@ impl Container {
 
 /// Asks the init on the notify socket to start; `Some` with the init's reason when it refused.
 fn ask_to_start(socket: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let mut conn = UnixStream::connect(socket)?;
+    let mut conn = socket_path::connect(socket)?;
     conn.write_all(init::START)?;
     let mut reply = [0u8; 1];
     conn.read_exact(&mut reply)?;

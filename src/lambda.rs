@@ -43,7 +43,7 @@ pub fn runtime_api_socket(
         .mode(0o755)
         .create(&host_dir)
         .map_err(listen_err)?;
-    let listener = UnixListener::bind(&path).map_err(listen_err)?;
+    let listener = crate::socket_path::bind(&path).map_err(listen_err)?;
     // The function's user connects to it.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).map_err(listen_err)?;
     let mut spec = spec.clone();

@@ -6,6 +6,7 @@
 //! `sandbox` build the environment on the kernel, `container` implements the OCI verbs on top,
 //! and `state` persists what later CLI calls need to find again.
 
+pub mod activation;
 pub mod annotations;
 pub mod api;
 pub mod bundle;
@@ -27,6 +28,7 @@ pub mod mountinfo;
 pub mod run;
 pub mod sandbox;
 pub mod signal;
+pub mod socket_path;
 pub mod spec;
 pub mod state;
 pub mod stats;

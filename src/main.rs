@@ -80,6 +80,7 @@ fn run(cli: Cli, logger: &mut Logger) -> Result<()> {
             let options = runlambda::container::CreateOptions {
                 pid_file,
                 lambda,
+                listen_fds: runlambda::activation::inherited(),
                 preserve_fds,
                 console_socket,
             };

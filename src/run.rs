@@ -364,8 +364,12 @@ async fn forward(
 }
 
 async fn connect(root: &Path, id: &str) -> std::io::Result<SendRequest<Full<Bytes>>> {
-    let stream =
-        tokio::net::UnixStream::connect(root.join(id).join(crate::state::INVOKE_SOCKET)).await?;
+    // A blocking connect, which a unix socket completes at once (the supervisor's backlog holds
+    // far more than the one connection `run` keeps per environment); it reaches a socket under
+    // a state root of any depth.
+    let stream = crate::socket_path::connect(&root.join(id).join(crate::state::INVOKE_SOCKET))?;
+    stream.set_nonblocking(true)?;
+    let stream = tokio::net::UnixStream::from_std(stream)?;
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(std::io::Error::other)?;

@@ -36,8 +36,11 @@ pub struct EnvironmentSpec {
     pub rootfs_propagation: Option<Propagation>,
     pub sysctl: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
-    /// How many fds from 3 on the process inherits from `create` (`--preserve-fds`); not from
-    /// config.json.
+    /// How many socket-activation fds, from 3 on, the process inherits from `create`
+    /// (`LISTEN_FDS`, see [`crate::activation`]); not from config.json.
+    pub listen_fds: u32,
+    /// How many fds after the activation ones the process inherits from `create`
+    /// (`--preserve-fds`); not from config.json.
     pub preserve_fds: u32,
     /// The `com.runlambda.*` settings that the bundle carried.
     pub function: FunctionSettings,
@@ -312,6 +315,7 @@ pub(crate) mod tests {
             rootfs_propagation: None,
             sysctl: BTreeMap::new(),
             annotations: BTreeMap::new(),
+            listen_fds: 0,
             preserve_fds: 0,
             function: FunctionSettings::default(),
             seccomp: None,

@@ -179,8 +179,7 @@ impl StateDir {
     pub fn bind_socket(&self, name: &str) -> Result<std::os::unix::net::UnixListener> {
         use std::os::unix::fs::PermissionsExt;
         let path = self.dir.join(name);
-        let listener =
-            std::os::unix::net::UnixListener::bind(&path).map_err(io_err("bind socket", &path))?;
+        let listener = crate::socket_path::bind(&path).map_err(io_err("bind socket", &path))?;
         fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
             .map_err(io_err("restrict socket", &path))?;
         Ok(listener)

@@ -206,3 +206,106 @@ fn root_inside_a_container_cannot_mount_make_devices_write_cgroups_or_replace_pi
         "/proc/1/exe is pid 1's own running binary: {out}"
     );
 }
+
+/// Python (the host's `/usr`, read-only) that tries PTRACE_ATTACH and PTRACE_SEIZE on pid 1,
+/// then reads pid 1's TracerPid: `report()` says `attach=R seize=R traced=yes|no`, each R `ok`
+/// or the errno's name.
+const PTRACE_PID_1: &str = "\
+import ctypes, errno
+libc = ctypes.CDLL(None, use_errno=True)
+libc.ptrace.argtypes = [ctypes.c_long, ctypes.c_long, ctypes.c_void_p, ctypes.c_void_p]
+def attempt(request):
+    if libc.ptrace(request, 1, None, None) == 0:
+        return 'ok'
+    return errno.errorcode[ctypes.get_errno()]
+def traced():
+    status = open('/proc/1/status').read()
+    return 'no' if '\\nTracerPid:\\t0\\n' in status else 'yes'
+def report():
+    return 'attach=%s seize=%s traced=%s' % (attempt(16), attempt(0x4206), traced())
+";
+
+/// `cfg` with the host's `/usr` mounted read-only, for its python3; the bundle's rootfs then
+/// needs [`link_host_libs`].
+fn with_host_usr(mut cfg: serde_json::Value) -> serde_json::Value {
+    cfg["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/usr", "type": "bind", "source": "/usr",
+        "options": ["rbind", "ro", "nosuid", "nodev"]
+    }));
+    cfg
+}
+
+/// `/lib` and `/lib64` in the rootfs as the host has them (merged /usr: links into it), so that
+/// the host's dynamic loader and libraries resolve under the mounted `/usr`.
+fn link_host_libs(bundle: &std::path::Path) {
+    for dir in ["lib", "lib64"] {
+        let host = std::path::Path::new("/").join(dir);
+        let target = std::fs::read_link(&host).unwrap_or_else(|e| {
+            panic!(
+                "{} is not a link into /usr (merged /usr needed): {e}",
+                host.display()
+            )
+        });
+        let link = bundle.join("rootfs").join(dir);
+        let _ = std::fs::remove_dir(&link);
+        std::os::unix::fs::symlink(target, link).unwrap();
+    }
+}
+
+#[test]
+fn root_inside_a_container_cannot_ptrace_runlambdas_init_as_pid_1() {
+    let env = Env::new();
+    let bundle = env.bundle("b", &with_host_usr(config(&["sleep", "300"])));
+    link_host_libs(&bundle);
+    let init = env.create("c1", &bundle);
+    // Created: pid 1 is still runlambda's init, non-dumpable, waiting for `start`.
+    let script = format!("{PTRACE_PID_1}print(report())");
+    let ptrace = |env: &Env| env.ok(&["exec", "c1", "python3", "-c", &script]);
+    assert_eq!(ptrace(&env), "attach=EPERM seize=EPERM traced=no\n");
+    // Started: pid 1 is the container's own program, which root in the container may trace,
+    // as under runc (the seize then finds it traced already).
+    env.ok(&["start", "c1"]);
+    assert_eq!(ptrace(&env), "attach=ok seize=EPERM traced=yes\n");
+    env.ok(&["delete", "--force", "c1"]);
+    common::wait_exit(init);
+}
+
+#[test]
+fn root_in_a_lambda_environment_cannot_ptrace_the_lambda_init() {
+    let env = Env::with_config("allow_unenforced_memory = true");
+    let runtime = format!(
+        "{PTRACE_PID_1}\
+import json, os, urllib.request
+api = 'http://' + os.environ['AWS_LAMBDA_RUNTIME_API'] + '/2018-06-01/runtime/invocation/'
+while True:
+    with urllib.request.urlopen(api + 'next') as event:
+        request_id = event.headers['Lambda-Runtime-Aws-Request-Id']
+    result = {{'uid': os.getuid(), 'ptrace': report()}}
+    urllib.request.urlopen(api + request_id + '/response', json.dumps(result).encode()).read()
+"
+    );
+    let mut cfg = with_host_usr(config(&["/usr/bin/python3", "/runtime.py"]));
+    cfg["annotations"] = json!({"com.runlambda.mode": "lambda"});
+    // The default Lambda seccomp profile refuses ptrace; a bundle that allows every system
+    // call shows that the non-dumpable init holds on its own.
+    let mut allow_all = cfg.clone();
+    allow_all["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW"});
+    for (name, cfg) in [("default-profile", cfg), ("allow-all", allow_all)] {
+        let bundle = env.bundle(name, &cfg);
+        link_host_libs(&bundle);
+        std::fs::write(bundle.join("rootfs/runtime.py"), &runtime).unwrap();
+        let command = env.command(&["run", bundle.to_str().unwrap()]);
+        let mut server = common::lambda::Server::spawn(command);
+        let response = server.invoke("function", b"{}", &[]);
+        assert_eq!(response.status, 200, "{name}: {}", response.text());
+        let result: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        // The runtime is root and the Lambda init its parent: still no attaching to it.
+        assert_eq!(
+            result,
+            json!({"uid": 0, "ptrace": "attach=EPERM seize=EPERM traced=no"}),
+            "{name}: {}",
+            server.stderr()
+        );
+        assert_eq!(server.stop().code(), Some(0), "{name}");
+    }
+}

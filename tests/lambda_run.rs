@@ -704,3 +704,26 @@ fn the_runtime_api_is_served_on_the_unix_socket_mounted_into_the_environment() {
         assert_eq!(body["echo"]["i"], i);
     }
 }
+
+#[test]
+fn a_state_root_deeper_than_sun_path_serves_invokes() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    // Every socket of the environment (notify, Runtime API, Invoke, control) lies deeper than a
+    // unix socket address holds.
+    let root = env.dir.path().join("r".repeat(60)).join("s".repeat(60));
+    assert!(root.as_os_str().len() > 108);
+    let cmd = env.command(&[
+        "--root",
+        root.to_str().unwrap(),
+        "run",
+        function.to_str().unwrap(),
+    ]);
+    let mut server = Server::spawn(cmd);
+    let response = server.invoke("python-echo", br#"{"deep":true}"#, &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(json_body(&response)["echo"], json!({"deep": true}));
+    assert_eq!(server.stop().code(), Some(0), "{}", server.stderr());
+    let left: Vec<_> = fs::read_dir(&root).unwrap().collect();
+    assert!(left.is_empty(), "the environment is gone: {left:?}");
+}

@@ -296,3 +296,26 @@ fn systemd_cgroup_paths_become_the_units_cgroup() {
     assert!(err.contains("cgroupsPath \"/not/systemd\""), "{err}");
     assert!(err.contains("expected slice:prefix:name"), "{err}");
 }
+
+#[test]
+fn every_verb_works_under_a_state_root_deeper_than_sun_path() {
+    let env = Env::new();
+    // Deeper than a unix socket address holds: the notify socket is reached through its
+    // directory.
+    let root = env.dir.path().join("r".repeat(60)).join("s".repeat(60));
+    let root_arg = root.to_str().unwrap();
+    assert!(root.join("c1/notify.sock").as_os_str().len() > 108);
+    let bundle = env.bundle("b", &sleeper());
+    let pid = env.create_with(&["--root", root_arg], "c1", &bundle);
+    let state = |env: &Env| -> serde_json::Value {
+        serde_json::from_str(&env.ok(&["--root", root_arg, "state", "c1"])).unwrap()
+    };
+    assert_eq!(state(&env)["status"], "created");
+    env.ok(&["--root", root_arg, "start", "c1"]);
+    assert_eq!(state(&env)["status"], "running");
+    env.ok(&["--root", root_arg, "kill", "c1", "KILL"]);
+    assert_eq!(wait_exit(pid), 128 + 9);
+    assert_eq!(state(&env)["status"], "stopped");
+    env.ok(&["--root", root_arg, "delete", "c1"]);
+    assert!(!root.join("c1").exists());
+}

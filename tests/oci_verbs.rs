@@ -548,3 +548,99 @@ fn update_changes_limits_from_flags_or_resources_json() {
     assert!(err.contains("allow_unenforced_memory"), "{err}");
     remove(&env, "c1", init);
 }
+
+/// `create` started the way systemd starts a socket-activated service: `socket` is fd 3,
+/// `LISTEN_FDS=1` and `LISTEN_PID=listen_pid` (`$$` names runlambda itself, which the shell
+/// becomes), with `--preserve-fds preserve` and fd 4 writing to `fd4`. Returns the init's pid;
+/// the container's stdout goes to `<bundle>/out`.
+fn create_activated(
+    env: &Env,
+    id: &str,
+    bundle: &Path,
+    socket: &std::os::unix::net::UnixListener,
+    listen_pid: &str,
+    preserve: &str,
+) -> i32 {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let pid_file = bundle.join("pid");
+    let line = format!(
+        "LISTEN_FDS=1 LISTEN_PID={listen_pid} exec \"$@\" 4>{fd4}",
+        fd4 = bundle.join("fd4").display()
+    );
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args([
+        "-c",
+        &line,
+        "sh",
+        env!("CARGO_BIN_EXE_runlambda"),
+        "--config",
+    ])
+    .arg(&env.config)
+    .args(["create", "--preserve-fds", preserve, "--pid-file"])
+    .arg(&pid_file)
+    .arg("--bundle")
+    .arg(bundle)
+    .arg(id)
+    .stdin(Stdio::null())
+    .stdout(fs::File::create(bundle.join("out")).unwrap());
+    let socket = socket.as_raw_fd();
+    // SAFETY: runs in the forked child before exec, where only async-signal-safe calls are
+    // allowed: dup2 and fcntl are, and the closure allocates nothing. Fd 3 ends up the socket
+    // without CLOEXEC (dup2 onto itself would keep the flag), so it reaches runlambda.
+    unsafe {
+        cmd.pre_exec(move || {
+            let ret = if socket == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(socket, 3)
+            };
+            if ret == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let status = cmd.status().unwrap();
+    assert!(status.success(), "create {id} failed");
+    fs::read_to_string(pid_file).unwrap().parse().unwrap()
+}
+
+#[test]
+fn listen_fds_reach_the_process_before_the_preserved_ones() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    let socket_path = env.dir.path().join("activation.sock");
+    let socket = std::os::unix::net::UnixListener::bind(&socket_path).unwrap();
+    let inode = {
+        use std::os::fd::AsRawFd;
+        fs::metadata(format!("/proc/self/fd/{}", socket.as_raw_fd()))
+            .unwrap()
+            .ino()
+    };
+    let report = "echo \"fds=${LISTEN_FDS-unset} pid=${LISTEN_PID-unset} \
+                  fd3=$(readlink /proc/self/fd/3)\"; echo via4 >&4";
+    let cfg = config(&["sh", "-c", report]);
+
+    let bundle = env.bundle("activated", &cfg);
+    let pid = create_activated(&env, "activated", &bundle, &socket, "$$", "1");
+    env.ok(&["start", "activated"]);
+    assert_eq!(wait_exit(pid), 0);
+    assert_eq!(
+        fs::read_to_string(bundle.join("out")).unwrap(),
+        format!("fds=1 pid=1 fd3=socket:[{inode}]\n")
+    );
+    assert_eq!(fs::read_to_string(bundle.join("fd4")).unwrap(), "via4\n");
+    env.ok(&["delete", "activated"]);
+
+    // LISTEN_PID names another process: the variables were not meant for runlambda.
+    let bundle = env.bundle("other", &cfg);
+    let pid = create_activated(&env, "other", &bundle, &socket, "1", "0");
+    env.ok(&["start", "other"]);
+    assert_ne!(wait_exit(pid), 0);
+    assert_eq!(
+        fs::read_to_string(bundle.join("out")).unwrap(),
+        "fds=unset pid=unset fd3=\n"
+    );
+    env.ok(&["delete", "other"]);
+}

@@ -288,3 +288,24 @@ fn terminals_work_in_a_user_namespace() {
     env.ok(&["delete", "--force", "c2"]);
     wait_exit(init);
 }
+
+#[test]
+fn a_console_socket_path_longer_than_sun_path_works() {
+    let env = Env::new();
+    let dir = env.dir.path().join("c".repeat(100));
+    fs::create_dir(&dir).unwrap();
+    let socket = dir.join("console.sock");
+    assert!(socket.as_os_str().len() > runlambda::socket_path::SUN_PATH_BYTES);
+    // A caller can only bind it through its directory at this length.
+    let listener = runlambda::socket_path::bind(&socket).unwrap();
+    let bundle = env.bundle("c1", &terminal_config(&["tty"], None));
+    let init = create_with_console(&env, "c1", &bundle, &socket);
+    let (name, master) = receive_master(&listener);
+    assert_eq!(name, "/dev/pts/0");
+    env.ok(&["start", "c1"]);
+    let mut out = Vec::new();
+    read_terminal(&master, &mut out, |_| false);
+    assert_eq!(String::from_utf8(out).unwrap(), "/dev/pts/0\r\n");
+    assert_eq!(wait_exit(init), 0);
+    env.ok(&["delete", "c1"]);
+}

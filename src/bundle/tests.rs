@@ -300,6 +300,7 @@ fn runc_spec_converts() {
         rootfs_propagation: None,
         sysctl: BTreeMap::new(),
         annotations: BTreeMap::new(),
+        listen_fds: 0,
         preserve_fds: 0,
         function: FunctionSettings::default(),
         seccomp: None,

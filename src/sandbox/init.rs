@@ -111,7 +111,15 @@ pub fn run(
             crate::sys::exit_now(127);
         }
     }
-    let error = process::exec(&executable, &spec.process);
+    let error = if spec.listen_fds == 0 {
+        process::exec(&executable, &spec.process)
+    } else {
+        // The init execs the process: its pid here is the one the process will have.
+        let mut announced = spec.process.clone();
+        let pid = nix::unistd::getpid().as_raw();
+        announced.env = crate::activation::announce(&spec.process.env, spec.listen_fds, pid);
+        process::exec(&executable, &announced)
+    };
     // The caller reads the container's stderr: this is the only place left to say why.
     eprintln!("runlambda: container init: {error}");
     crate::sys::exit_now(127);
@@ -190,8 +198,9 @@ fn build(
     }
     process::become_user(&spec.process).step("setting the user and capabilities")?;
     process::finish(&spec.process).step("preparing the process")?;
-    // Only stdio (and, later, preserved fds) may reach the container's process.
-    crate::sys::cloexec_from(3 + spec.preserve_fds).step("closing inherited file descriptors")?;
+    // Only stdio, activation sockets and preserved fds may reach the container's process.
+    crate::sys::cloexec_from(3 + spec.listen_fds + spec.preserve_fds)
+        .step("closing inherited file descriptors")?;
     Ok((executable, hook_state))
 }
 
