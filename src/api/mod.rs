@@ -6,6 +6,7 @@
 pub mod eventstream;
 pub mod extensions;
 pub mod invoke;
+pub mod relay;
 pub mod runtime;
 pub mod telemetry;
 pub mod wire;
@@ -15,7 +16,7 @@ use std::future::Future;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
@@ -39,11 +40,13 @@ pub async fn handle_sandbox(
 }
 
 /// Serves HTTP/1.1 (keep-alive) on one accepted connection with `handler`.
-pub fn serve_connection<IO, H, F>(io: IO, handler: H)
+pub fn serve_connection<IO, H, F, B>(io: IO, handler: H)
 where
     IO: AsyncRead + AsyncWrite + Unpin + 'static,
     H: Fn(Request<Incoming>) -> F + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let service = service_fn(move |request| {
         let response = handler(request);
@@ -59,10 +62,12 @@ where
 }
 
 /// Accepts connections on a TCP listener forever.
-pub async fn serve_tcp<H, F>(listener: tokio::net::TcpListener, handler: H)
+pub async fn serve_tcp<H, F, B>(listener: tokio::net::TcpListener, handler: H)
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
         if let Ok((stream, _)) = listener.accept().await {
@@ -73,10 +78,12 @@ where
 }
 
 /// Accepts connections on a unix socket forever.
-pub async fn serve_unix<H, F>(listener: tokio::net::UnixListener, handler: H)
+pub async fn serve_unix<H, F, B>(listener: tokio::net::UnixListener, handler: H)
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
         if let Ok((stream, _)) = listener.accept().await {

@@ -126,6 +126,16 @@ pub fn function_failure(error_type: &str, message: &str) -> Bytes {
     )
 }
 
+/// The error payload of an answer of `size` bytes past a buffered answer's `limit`.
+pub fn response_too_large(size: usize, limit: usize) -> Bytes {
+    function_failure(
+        "Function.ResponseSizeTooLarge",
+        &format!(
+            "Response payload size ({size} bytes) exceeded maximum allowed payload size ({limit} bytes)."
+        ),
+    )
+}
+
 /// A refused Extensions or Telemetry API call: status, `errorType` and message.
 #[derive(Debug, PartialEq, Eq)]
 pub struct ApiError {
