@@ -337,3 +337,64 @@ fn a_tcp_subscriber_receives_telemetry_as_one_json_event_per_line() {
     assert_eq!(log.matches("TCP platform.start\n").count(), 2, "{log}");
     assert!(!log.contains("TCP not-json"), "{log}");
 }
+
+/// A runtime that answers each invocation with what the Extensions, Telemetry and Logs APIs
+/// answered it: `[status, body length]` per API.
+const API_PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os
+
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+
+def call(method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection(API)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.getheader("Lambda-Runtime-Aws-Request-Id"), response.read()
+
+while True:
+    _, rid, _ = call("GET", "/2018-06-01/runtime/invocation/next")
+    answers = {
+        "register": call("POST", "/2020-01-01/extension/register", b'{"events":[]}',
+                         {"Lambda-Extension-Name": "internal"}),
+        "telemetry": call("PUT", "/2022-07-01/telemetry", b"{}"),
+        "logs": call("PUT", "/2020-08-15/logs", b"{}"),
+    }
+    body = {name: [status, len(data)] for name, (status, _, data) in answers.items()}
+    call("POST", f"/2018-06-01/runtime/invocation/{rid}/response", json.dumps(body))
+"#;
+
+#[test]
+fn the_kill_switch_file_disables_extensions_and_their_apis() {
+    let env = Env::with_config(HYBRID_OK);
+    let layer = python_layer(env.dir.path());
+    fs::write(layer.join("disable-extensions-jwigqn8j"), b"").unwrap();
+    let function = env.dir.path().join("probe");
+    fs::create_dir(&function).unwrap();
+    let function = readable(function);
+    fs::write(function.join("bootstrap"), API_PROBE).unwrap();
+    fs::set_permissions(
+        function.join("bootstrap"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = env.command(&[
+        "run",
+        function.to_str().unwrap(),
+        "--layer",
+        layer.to_str().unwrap(),
+    ]);
+    cmd.args(["--env", "EXT_MODE=wire"]);
+    let mut server = Server::spawn(cmd);
+    let response = server.invoke("probe", b"{}", &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        json_body(&response),
+        serde_json::json!({"register": [404, 0], "telemetry": [404, 0], "logs": [404, 0]})
+    );
+    assert_eq!(server.stop().code(), Some(0));
+    let log = server.stdout();
+    assert!(
+        !log.contains("RESULT register"),
+        "the extension ran:\n{log}"
+    );
+}

@@ -11,8 +11,10 @@ pub mod runtime;
 pub mod telemetry;
 pub mod wire;
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -23,14 +25,40 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Whether the environment's extensions are switched off (`/opt/disable-extensions-jwigqn8j`
+/// exists), shared by the supervisor, which decides at each Init before any process that could
+/// call the Extensions, Telemetry or Logs API exists, and the handlers, which only read it.
+#[derive(Clone, Default)]
+pub struct KillSwitch(Rc<Cell<bool>>);
+
+impl KillSwitch {
+    pub fn set(&self, off: bool) {
+        self.0.set(off);
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.0.get()
+    }
+}
+
 /// Handles a request on the listener inside the environment (`AWS_LAMBDA_RUNTIME_API`), which
-/// serves the Runtime, Extensions, Telemetry and Logs APIs by path prefix.
+/// serves the Runtime, Extensions, Telemetry and Logs APIs by path prefix; with extensions
+/// switched off, the last three answer a bare 404, as Lambda's do.
 pub async fn handle_sandbox(
     request: Request<Incoming>,
     commands: tokio::sync::mpsc::UnboundedSender<crate::supervisor::Command>,
+    extensions: KillSwitch,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    if path.starts_with(wire::EXTENSION_PREFIX) {
+    if extensions.is_off()
+        && wire::EXTENSION_API_PREFIXES
+            .iter()
+            .any(|p| path.starts_with(p))
+    {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+        response
+    } else if path.starts_with(wire::EXTENSION_PREFIX) {
         extensions::handle(request, commands).await
     } else if path == wire::TELEMETRY_PATH || path == wire::LOGS_PATH {
         telemetry::handle(request, commands).await

@@ -14,6 +14,9 @@ pub const STREAM_PREFIX: &str = "/2021-11-15/functions/";
 pub const EXTENSION_PREFIX: &str = "/2020-01-01/extension/";
 pub const TELEMETRY_PATH: &str = "/2022-07-01/telemetry";
 pub const LOGS_PATH: &str = "/2020-08-15/logs";
+/// The path prefixes of the Extensions, Logs and Telemetry APIs, which the extensions kill
+/// switch closes.
+pub const EXTENSION_API_PREFIXES: [&str; 3] = ["/2020-01-01/", "/2020-08-15/", "/2022-07-01/"];
 
 pub const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 pub const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";

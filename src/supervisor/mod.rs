@@ -28,6 +28,7 @@ use crate::api::telemetry::{
     InitMetrics, Record, ReportMetrics, RuntimeDoneMetrics, Status, TraceContext,
 };
 use crate::api::wire;
+use crate::api::KillSwitch;
 use crate::cgroup::{Cgroup, Freezer};
 use crate::lifecycle::{self, Effect, Event, Failure, Phase, ShutdownReason};
 use crate::sandbox::channel::{Channel, FromInit, ToInit};
@@ -266,6 +267,8 @@ pub struct Supervisor {
     /// The leaf's OOM-kill count when last looked at: a rise means the runtime ran out of memory.
     oom_kills: Option<u64>,
     log: LogBook,
+    /// Set at each Init from `/opt/disable-extensions-jwigqn8j`.
+    kill_switch: KillSwitch,
 }
 
 impl Supervisor {
@@ -318,7 +321,13 @@ impl Supervisor {
             init_phase: "init",
             oom_kills: None,
             log: LogBook::default(),
+            kill_switch: KillSwitch::default(),
         })
+    }
+
+    /// The extensions kill switch, for the handlers of the APIs it closes.
+    pub fn kill_switch(&self) -> KillSwitch {
+        self.kill_switch.clone()
     }
 
     /// Reads the init's messages into the command queue until the channel closes.
@@ -1208,6 +1217,11 @@ impl Supervisor {
             function_version: "$LATEST",
         });
         let root = std::path::PathBuf::from(format!("/proc/{}/root", self.init_pid));
+        let off = spawn::extensions_switched_off(&root);
+        self.kill_switch.set(off);
+        if off {
+            return;
+        }
         let names = spawn::discover_extensions(&root);
         if let Some(extra) = names.get(wire::MAX_EXTENSIONS) {
             // Counted as launched, so Init waits for the failure instead of going on.
