@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper::client::conn::http1::SendRequest;
 use hyper::{Request, Response, StatusCode};
@@ -145,7 +145,7 @@ fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::
     })
 }
 
-async fn handle(request: Request<Incoming>, pool: Shared) -> Response<Full<Bytes>> {
+async fn handle(request: Request<Incoming>, pool: Shared) -> Response<Answer> {
     let (parts, body) = request.into_parts();
     let body = match http_body_util::Limited::new(body, wire::MAX_SYNC_PAYLOAD + 1)
         .collect()
@@ -161,6 +161,7 @@ async fn handle(request: Request<Incoming>, pool: Shared) -> Response<Full<Bytes
                     wire::MAX_SYNC_PAYLOAD
                 ),
             )
+            .map(Either::Left)
         }
     };
     // Event invocations of `Invoke` wait here; anything else the environment answers.
@@ -177,7 +178,7 @@ async fn handle(request: Request<Incoming>, pool: Shared) -> Response<Full<Bytes
             .and_then(|_| invoke::parse_headers(&parts.headers).map(drop))
             .and_then(|()| invoke::check_payload(&body))
         {
-            return wire::service_error(r.status, r.error_type, r.message);
+            return wire::service_error(r.status, r.error_type, r.message).map(Either::Left);
         }
         if body.len() > wire::MAX_ASYNC_PAYLOAD {
             return wire::service_error(
@@ -187,17 +188,18 @@ async fn handle(request: Request<Incoming>, pool: Shared) -> Response<Full<Bytes
                     "Request must be smaller than {} bytes for the InvokeFunction operation",
                     wire::MAX_ASYNC_PAYLOAD
                 ),
-            );
+            )
+            .map(Either::Left);
         }
         pool.borrow_mut().pending_events += 1;
         tokio::task::spawn_local(deliver_event(parts, body, pool));
         let mut response = Response::new(Full::new(Bytes::new()));
         *response.status_mut() = StatusCode::ACCEPTED;
-        return response;
+        return response.map(Either::Left);
     }
     let Some(id) = acquire(&pool).await else {
         let r = invoke::too_many_requests();
-        return wire::service_error(r.status, r.error_type, r.message);
+        return wire::service_error(r.status, r.error_type, r.message).map(Either::Left);
     };
     forward(&pool, &id, parts, body).await
 }
@@ -319,7 +321,7 @@ async fn forward(
     id: &str,
     parts: hyper::http::request::Parts,
     body: Bytes,
-) -> Response<Full<Bytes>> {
+) -> Response<Answer> {
     let connection = pool
         .borrow_mut()
         .environments
@@ -337,7 +339,8 @@ async fn forward(
                     StatusCode::BAD_GATEWAY,
                     "ResourceNotReadyException",
                     "the function's environment is gone",
-                );
+                )
+                .map(Either::Left);
             }
         },
     };
@@ -350,17 +353,72 @@ async fn forward(
                 StatusCode::BAD_GATEWAY,
                 "ServiceException",
                 format!("the function's environment did not answer: {e}"),
-            );
+            )
+            .map(Either::Left);
         }
     };
-    let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    release(pool, id, Some(sender));
-    Response::from_parts(parts, Full::new(body))
+    response.map(|body| {
+        Either::Right(Relayed {
+            body,
+            pool: pool.clone(),
+            id: id.to_string(),
+            sender: Some(sender),
+        })
+    })
+}
+
+/// An answer as the caller gets it: the front end's own, or the environment's relayed.
+type Answer = Either<Full<Bytes>, Relayed>;
+
+/// The environment's answer on its way to the caller, passed on as it arrives (a streamed
+/// answer chunk by chunk). The environment is free again once the answer has been read to
+/// its end, keeping its connection for the next invocation, or dropped half-read.
+struct Relayed {
+    body: Incoming,
+    pool: Shared,
+    id: String,
+    /// `None` once the environment has been released.
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl hyper::body::Body for Relayed {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
+        match &frame {
+            None => {
+                if let Some(sender) = self.sender.take() {
+                    release(&self.pool, &self.id, Some(sender));
+                }
+            }
+            Some(Err(_)) => {
+                if self.sender.take().is_some() {
+                    release(&self.pool, &self.id, None);
+                }
+            }
+            Some(Ok(_)) => {}
+        }
+        std::task::Poll::Ready(frame)
+    }
+
+    /// The environment's length, so that a whole answer keeps its `Content-Length`.
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for Relayed {
+    fn drop(&mut self) {
+        // Half read, the connection cannot carry another invocation.
+        if self.sender.take().is_some() {
+            release(&self.pool, &self.id, None);
+        }
+    }
 }
 
 async fn connect(root: &Path, id: &str) -> std::io::Result<SendRequest<Full<Bytes>>> {

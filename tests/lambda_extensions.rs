@@ -259,3 +259,142 @@ fn an_extension_that_exits_mid_invoke_is_an_extension_crash_and_the_survivors_ge
         server.stdout().contains("SHUTDOWN failure")
     });
 }
+
+/// A standard-library extension that subscribes to the Telemetry API over TCP and prints
+/// `TCP <type>` for each line it receives (`TCP not-json` for a line that is not one JSON
+/// event).
+const TCP_EXTENSION: &str = r#"#!/usr/bin/env python3
+import http.client, json, os, socket, sys, threading
+
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+
+def call(method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection(API)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    data = response.read()
+    return response.status, response.getheader("Lambda-Extension-Identifier"), data
+
+def receive(listener):
+    while True:
+        connection, _ = listener.accept()
+        for line in connection.makefile("rb"):
+            try:
+                print("TCP", json.loads(line)["type"], flush=True)
+            except ValueError:
+                print("TCP not-json", flush=True)
+
+listener = socket.create_server(("127.0.0.1", 9010))
+threading.Thread(target=receive, args=(listener,), daemon=True).start()
+body = json.dumps({"events": ["INVOKE", "SHUTDOWN"]})
+_, ident, _ = call("POST", "/2020-01-01/extension/register", body,
+                   {"Lambda-Extension-Name": os.path.basename(sys.argv[0])})
+subscription = {"schemaVersion": "2022-12-13", "types": ["platform", "function"],
+                "buffering": {"timeoutMs": 25},
+                "destination": {"protocol": "TCP", "port": 9010}}
+status, _, _ = call("PUT", "/2022-07-01/telemetry", json.dumps(subscription),
+                    {"Lambda-Extension-Identifier": ident})
+print("SUBSCRIBED", status, flush=True)
+while True:
+    _, _, data = call("GET", "/2020-01-01/extension/event/next",
+                      headers={"Lambda-Extension-Identifier": ident})
+    if json.loads(data)["eventType"] == "SHUTDOWN":
+        sys.exit(0)
+"#;
+
+#[test]
+fn a_tcp_subscriber_receives_telemetry_as_one_json_event_per_line() {
+    let env = Env::with_config(HYBRID_OK);
+    let layer = env.dir.path().join("tcp-layer");
+    let path = layer.join("extensions/tcp_ext");
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(&path, TCP_EXTENSION).unwrap();
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    // Thawed after the invocations, the subscriber can read what is delivered to it then.
+    let mut server = start(&env, &layer, &["--freeze-delay-ms", "60000"]);
+    for _ in 0..2 {
+        let response = server.invoke("python-echo", br#"{"print":"hello-tcp"}"#, &[]);
+        assert_eq!(response.status, 200, "{}", response.text());
+    }
+    let reports = || server.stdout().matches("TCP platform.report\n").count();
+    let waited = std::time::Instant::now();
+    while reports() < 2 && waited.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(reports(), 2, "{}", server.stdout());
+    assert_eq!(server.stop().code(), Some(0));
+    let log = server.stdout();
+    assert!(log.contains("SUBSCRIBED 200"), "{log}");
+    for kind in [
+        "platform.initStart",
+        "platform.telemetrySubscription",
+        "platform.start",
+        "platform.runtimeDone",
+        "function",
+    ] {
+        assert!(log.contains(&format!("TCP {kind}\n")), "{kind}:\n{log}");
+    }
+    assert_eq!(log.matches("TCP platform.start\n").count(), 2, "{log}");
+    assert!(!log.contains("TCP not-json"), "{log}");
+}
+
+/// A runtime that answers each invocation with what the Extensions, Telemetry and Logs APIs
+/// answered it: `[status, body length]` per API.
+const API_PROBE: &str = r#"#!/usr/bin/env python3
+import http.client, json, os
+
+API = os.environ["AWS_LAMBDA_RUNTIME_API"]
+
+def call(method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection(API)
+    conn.request(method, path, body=body, headers=headers or {})
+    response = conn.getresponse()
+    return response.status, response.getheader("Lambda-Runtime-Aws-Request-Id"), response.read()
+
+while True:
+    _, rid, _ = call("GET", "/2018-06-01/runtime/invocation/next")
+    answers = {
+        "register": call("POST", "/2020-01-01/extension/register", b'{"events":[]}',
+                         {"Lambda-Extension-Name": "internal"}),
+        "telemetry": call("PUT", "/2022-07-01/telemetry", b"{}"),
+        "logs": call("PUT", "/2020-08-15/logs", b"{}"),
+    }
+    body = {name: [status, len(data)] for name, (status, _, data) in answers.items()}
+    call("POST", f"/2018-06-01/runtime/invocation/{rid}/response", json.dumps(body))
+"#;
+
+#[test]
+fn the_kill_switch_file_disables_extensions_and_their_apis() {
+    let env = Env::with_config(HYBRID_OK);
+    let layer = python_layer(env.dir.path());
+    fs::write(layer.join("disable-extensions-jwigqn8j"), b"").unwrap();
+    let function = env.dir.path().join("probe");
+    fs::create_dir(&function).unwrap();
+    let function = readable(function);
+    fs::write(function.join("bootstrap"), API_PROBE).unwrap();
+    fs::set_permissions(
+        function.join("bootstrap"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    let mut cmd = env.command(&[
+        "run",
+        function.to_str().unwrap(),
+        "--layer",
+        layer.to_str().unwrap(),
+    ]);
+    cmd.args(["--env", "EXT_MODE=wire"]);
+    let mut server = Server::spawn(cmd);
+    let response = server.invoke("probe", b"{}", &[]);
+    assert_eq!(response.status, 200, "{}", response.text());
+    assert_eq!(
+        json_body(&response),
+        serde_json::json!({"register": [404, 0], "telemetry": [404, 0], "logs": [404, 0]})
+    );
+    assert_eq!(server.stop().code(), Some(0));
+    let log = server.stdout();
+    assert!(
+        !log.contains("RESULT register"),
+        "the extension ran:\n{log}"
+    );
+}

@@ -727,3 +727,112 @@ fn a_state_root_deeper_than_sun_path_serves_invokes() {
     let left: Vec<_> = fs::read_dir(&root).unwrap().collect();
     assert!(left.is_empty(), "the environment is gone: {left:?}");
 }
+
+/// A runtime that streams its answer in two chunks, held between them until the file the event
+/// names as `gate` exists in its function directory; with `fail`, the stream ends with the
+/// error trailers a runtime client sends when the handler fails midway.
+const STREAMER: &str = r#"#!/usr/bin/env python3
+import base64, http.client, json, os, time
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+api = "/2018-06-01/runtime/invocation/"
+while True:
+    conn = http.client.HTTPConnection(host, int(port))
+    conn.request("GET", api + "next")
+    r = conn.getresponse()
+    event = json.loads(r.read())
+    rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+    conn = http.client.HTTPConnection(host, int(port))
+    conn.putrequest("POST", api + rid + "/response")
+    conn.putheader("Lambda-Runtime-Function-Response-Mode", "streaming")
+    conn.putheader("Transfer-Encoding", "chunked")
+    conn.putheader("Trailer", "Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body")
+    conn.endheaders()
+    def chunk(data):
+        conn.send(b"%x\r\n%s\r\n" % (len(data), data))
+    chunk(b"chunk-one")
+    while not os.path.exists("/var/task/" + event["gate"]):
+        time.sleep(0.01)
+    chunk(b"chunk-two")
+    if "fail" in event:
+        error = json.dumps({"errorType": "Custom.Boom", "errorMessage": event["fail"]})
+        conn.send(b"0\r\nLambda-Runtime-Function-Error-Type: Custom.Boom\r\n"
+                  b"Lambda-Runtime-Function-Error-Body: "
+                  + base64.b64encode(error.encode()) + b"\r\n\r\n")
+    else:
+        conn.send(b"0\r\n\r\n")
+    r = conn.getresponse()
+    r.read()
+    print("streamed:", r.status, flush=True)
+"#;
+
+/// The next message of `stream`, which must be there.
+fn message(stream: &mut common::lambda::EventStream) -> (String, Vec<u8>) {
+    stream
+        .next_message()
+        .expect("the answer reads")
+        .expect("the answer goes on")
+}
+
+fn payload_chunk(bytes: &[u8]) -> (String, Vec<u8>) {
+    ("PayloadChunk".into(), bytes.to_vec())
+}
+
+#[test]
+fn a_streamed_response_reaches_the_caller_chunk_by_chunk() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = inline_function(&env, "streamer", STREAMER);
+    let mut server = start(&env, &function, &["--timeout", "60"]);
+    // The runtime writes its second chunk only once the caller has read the first.
+    let mut stream = server.invoke_streaming("streamer", br#"{"gate":"go-1"}"#);
+    assert_eq!(message(&mut stream), payload_chunk(b"chunk-one"));
+    fs::write(function.join("go-1"), b"").unwrap();
+    assert_eq!(message(&mut stream), payload_chunk(b"chunk-two"));
+    let (event, payload) = message(&mut stream);
+    assert_eq!(event, "InvokeComplete");
+    assert_eq!(
+        serde_json::from_slice::<Value>(&payload).unwrap(),
+        json!({})
+    );
+    assert!(stream.next_message().unwrap().is_none());
+
+    let mut stream = server.invoke_streaming("streamer", br#"{"gate":"go-2","fail":"midway"}"#);
+    assert_eq!(message(&mut stream), payload_chunk(b"chunk-one"));
+    fs::write(function.join("go-2"), b"").unwrap();
+    assert_eq!(message(&mut stream), payload_chunk(b"chunk-two"));
+    let (event, payload) = message(&mut stream);
+    assert_eq!(event, "InvokeComplete");
+    let complete: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(complete["ErrorCode"], "Unhandled", "{complete}");
+    assert_eq!(complete["ErrorDetails"], "midway", "{complete}");
+
+    // A plain Invoke of the streaming function gets the whole answer.
+    fs::write(function.join("go-3"), b"").unwrap();
+    let response = server.invoke("streamer", br#"{"gate":"go-3"}"#, &[]);
+    assert_eq!(response.status, 200);
+    assert_eq!(response.text(), "chunk-onechunk-two");
+    assert_eq!(header(&response, "x-amz-function-error"), None);
+    server.stop();
+    let log = server.stdout();
+    assert_eq!(log.matches("streamed: 202").count(), 3, "{log}");
+    assert_eq!(log.matches("REPORT RequestId: ").count(), 3, "{log}");
+}
+
+#[test]
+fn a_timeout_while_streaming_ends_the_stream_with_the_timeout() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = inline_function(&env, "streamer", STREAMER);
+    let server = start(&env, &function, &["--timeout", "2"]);
+    // The gate never opens: the runtime is still streaming when the invocation times out.
+    let mut stream = server.invoke_streaming("streamer", br#"{"gate":"never"}"#);
+    assert_eq!(message(&mut stream), payload_chunk(b"chunk-one"));
+    let (event, payload) = message(&mut stream);
+    assert_eq!(event, "InvokeComplete");
+    let complete: Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(complete["ErrorCode"], "Unhandled", "{complete}");
+    let details = complete["ErrorDetails"].as_str().unwrap();
+    assert!(
+        details.contains("Task timed out after 2.00 seconds"),
+        "{complete}"
+    );
+    assert!(stream.next_message().unwrap().is_none());
+}

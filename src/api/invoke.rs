@@ -4,14 +4,18 @@
 
 use base64::Engine;
 use bytes::Bytes;
+use std::convert::Infallible;
+
+use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use tokio::sync::{mpsc, oneshot};
 
+use super::relay::{self, EventStream};
 use super::wire::{self, service_error};
-use crate::supervisor::{Command, InvokeRequest, Outcome};
+use crate::supervisor::{AnswerBody, Command, InvokeRequest, Outcome};
 
 /// `X-Amz-Invocation-Type`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,10 +193,11 @@ pub async fn handle(
     request: Request<Incoming>,
     commands: mpsc::UnboundedSender<Command>,
     name: std::rc::Rc<(String, String)>,
-) -> Response<Full<Bytes>> {
+) -> Response<InvokeBody> {
     match invoke(request, commands, &name.0, &name.1).await {
         Ok(response) => response,
-        Err(rejection) => service_error(rejection.status, rejection.error_type, rejection.message),
+        Err(rejection) => service_error(rejection.status, rejection.error_type, rejection.message)
+            .map(BodyExt::boxed_unsync),
     }
 }
 
@@ -201,7 +206,7 @@ async fn invoke(
     commands: mpsc::UnboundedSender<Command>,
     name: &str,
     arn: &str,
-) -> Result<Response<Full<Bytes>>, Rejection> {
+) -> Result<Response<InvokeBody>, Rejection> {
     if request.method() != Method::POST {
         return Err(reject(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -285,7 +290,7 @@ async fn invoke(
                 Ok(Ok(outcome)) if operation == Operation::InvokeWithResponseStream => {
                     Ok(render_stream(outcome))
                 }
-                Ok(Ok(outcome)) => Ok(render_outcome(outcome)),
+                Ok(Ok(outcome)) => Ok(render_outcome(outcome).await.map(BodyExt::boxed_unsync)),
                 Ok(Err(_busy)) => Err(too_many_requests()),
                 Err(_) => Err(unavailable()),
             }
@@ -302,26 +307,41 @@ pub fn too_many_requests() -> Rejection {
     )
 }
 
-fn empty(status: StatusCode) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
+fn empty(status: StatusCode) -> Response<InvokeBody> {
+    let mut response = Response::new(Full::new(Bytes::new()).boxed_unsync());
     *response.status_mut() = status;
     response
 }
 
+/// The body of an Invoke API answer: whole, or an event stream relayed as it arrives.
+pub type InvokeBody = UnsyncBoxBody<Bytes, Infallible>;
+
 /// 200 with the function's answer and Lambda's response headers. An answer past the 6 MB of a
-/// buffered response (a streaming runtime may send more) becomes Lambda's size error.
-pub fn render_outcome(mut outcome: Outcome) -> Response<Full<Bytes>> {
-    if outcome.body.len() > wire::MAX_RESPONSE {
-        let message = format!(
-            "Response payload size ({} bytes) exceeded maximum allowed payload size ({} bytes).",
-            outcome.body.len(),
-            wire::MAX_RESPONSE
-        );
-        outcome.body = wire::function_failure("Function.ResponseSizeTooLarge", &message);
+/// buffered response (a streaming runtime may send more) becomes Lambda's size error; a
+/// streamed one is read whole first.
+pub async fn render_outcome(mut outcome: Outcome) -> Response<Full<Bytes>> {
+    let body = match outcome.body {
+        AnswerBody::Whole(body) => body,
+        AnswerBody::Streamed(streamed) => {
+            let content_type = outcome.content_type.take();
+            outcome = streamed
+                .collect(wire::MAX_RESPONSE, outcome.request_id)
+                .await;
+            outcome.content_type = outcome.content_type.or(content_type);
+            match outcome.body {
+                AnswerBody::Whole(ref body) => body.clone(),
+                AnswerBody::Streamed(_) => unreachable!("a collected answer is whole"),
+            }
+        }
+    };
+    let body = if body.len() > wire::MAX_RESPONSE {
         outcome.function_error = true;
         outcome.content_type = None;
-    }
-    let mut response = Response::new(Full::new(outcome.body));
+        wire::response_too_large(body.len(), wire::MAX_RESPONSE)
+    } else {
+        body
+    };
+    let mut response = Response::new(Full::new(body));
     let headers = response.headers_mut();
     headers.insert(wire::EXECUTED_VERSION, HeaderValue::from_static("$LATEST"));
     if let Ok(id) = HeaderValue::from_str(&outcome.request_id) {
@@ -344,36 +364,31 @@ pub fn render_outcome(mut outcome: Outcome) -> Response<Full<Bytes>> {
 }
 
 /// 200 with the answer as `PayloadChunk` events and a closing `InvokeComplete`, as
-/// `InvokeWithResponseStream` answers. The runtime's answer is relayed once it is complete.
-pub fn render_stream(outcome: Outcome) -> Response<Full<Bytes>> {
-    let mut body = bytes::BytesMut::new();
-    let error = outcome.function_error.then(|| {
-        let details = serde_json::from_slice::<serde_json::Value>(&outcome.body)
-            .ok()
-            .and_then(|v| v["errorMessage"].as_str().map(str::to_string))
-            .unwrap_or_default();
-        ("Unhandled", details)
-    });
-    if error.is_none() {
-        for chunk in outcome.body.chunks(super::eventstream::CHUNK) {
-            body.extend_from_slice(&super::eventstream::payload_chunk(chunk));
+/// `InvokeWithResponseStream` answers: a streamed answer chunk by chunk as the runtime sends
+/// it, a whole one at once.
+pub fn render_stream(outcome: Outcome) -> Response<InvokeBody> {
+    let request_id = HeaderValue::from_str(&outcome.request_id).ok();
+    let body = match outcome.body {
+        AnswerBody::Streamed(streamed) => EventStream(streamed).boxed_unsync(),
+        AnswerBody::Whole(ref whole) => {
+            let mut body = bytes::BytesMut::new();
+            if !outcome.function_error {
+                for chunk in whole.chunks(super::eventstream::CHUNK) {
+                    body.extend_from_slice(&super::eventstream::payload_chunk(chunk));
+                }
+            }
+            body.extend_from_slice(&relay::complete(&outcome));
+            Full::new(body.freeze()).boxed_unsync()
         }
-    }
-    let error = error
-        .as_ref()
-        .map(|(code, details)| (*code, details.as_str()));
-    body.extend_from_slice(&super::eventstream::invoke_complete(
-        error,
-        outcome.log.as_deref(),
-    ));
-    let mut response = Response::new(Full::new(body.freeze()));
+    };
+    let mut response = Response::new(body);
     let headers = response.headers_mut();
     headers.insert(wire::EXECUTED_VERSION, HeaderValue::from_static("$LATEST"));
     headers.insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/vnd.amazon.eventstream"),
     );
-    if let Ok(id) = HeaderValue::from_str(&outcome.request_id) {
+    if let Some(id) = request_id {
         headers.insert(wire::AMZN_REQUEST_ID, id);
     }
     response
@@ -454,15 +469,16 @@ mod tests {
             .starts_with("Could not parse request body into json"));
     }
 
-    #[test]
-    fn function_errors_are_200_with_the_unhandled_header() {
+    #[tokio::test]
+    async fn function_errors_are_200_with_the_unhandled_header() {
         let response = render_outcome(Outcome {
             request_id: "r1".into(),
-            body: Bytes::from_static(b"{\"errorMessage\":\"boom\"}"),
+            body: AnswerBody::Whole(Bytes::from_static(b"{\"errorMessage\":\"boom\"}")),
             content_type: None,
             function_error: true,
             log: Some("U1RBUlQ=".into()),
-        });
+        })
+        .await;
         assert_eq!(response.status(), StatusCode::OK);
         let h = response.headers();
         assert_eq!(h[wire::FUNCTION_ERROR], "Unhandled");

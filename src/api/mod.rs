@@ -6,30 +6,59 @@
 pub mod eventstream;
 pub mod extensions;
 pub mod invoke;
+pub mod relay;
 pub mod runtime;
 pub mod telemetry;
 pub mod wire;
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::future::Future;
+use std::rc::Rc;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::body::Incoming;
+use hyper::body::{Body, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 
+/// Whether the environment's extensions are switched off (`/opt/disable-extensions-jwigqn8j`
+/// exists), shared by the supervisor, which decides at each Init before any process that could
+/// call the Extensions, Telemetry or Logs API exists, and the handlers, which only read it.
+#[derive(Clone, Default)]
+pub struct KillSwitch(Rc<Cell<bool>>);
+
+impl KillSwitch {
+    pub fn set(&self, off: bool) {
+        self.0.set(off);
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.0.get()
+    }
+}
+
 /// Handles a request on the listener inside the environment (`AWS_LAMBDA_RUNTIME_API`), which
-/// serves the Runtime, Extensions, Telemetry and Logs APIs by path prefix.
+/// serves the Runtime, Extensions, Telemetry and Logs APIs by path prefix; with extensions
+/// switched off, the last three answer a bare 404, as Lambda's do.
 pub async fn handle_sandbox(
     request: Request<Incoming>,
     commands: tokio::sync::mpsc::UnboundedSender<crate::supervisor::Command>,
+    extensions: KillSwitch,
 ) -> Response<Full<Bytes>> {
     let path = request.uri().path();
-    if path.starts_with(wire::EXTENSION_PREFIX) {
+    if extensions.is_off()
+        && wire::EXTENSION_API_PREFIXES
+            .iter()
+            .any(|p| path.starts_with(p))
+    {
+        let mut response = Response::new(Full::new(Bytes::new()));
+        *response.status_mut() = hyper::StatusCode::NOT_FOUND;
+        response
+    } else if path.starts_with(wire::EXTENSION_PREFIX) {
         extensions::handle(request, commands).await
     } else if path == wire::TELEMETRY_PATH || path == wire::LOGS_PATH {
         telemetry::handle(request, commands).await
@@ -39,11 +68,13 @@ pub async fn handle_sandbox(
 }
 
 /// Serves HTTP/1.1 (keep-alive) on one accepted connection with `handler`.
-pub fn serve_connection<IO, H, F>(io: IO, handler: H)
+pub fn serve_connection<IO, H, F, B>(io: IO, handler: H)
 where
     IO: AsyncRead + AsyncWrite + Unpin + 'static,
     H: Fn(Request<Incoming>) -> F + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let service = service_fn(move |request| {
         let response = handler(request);
@@ -59,10 +90,12 @@ where
 }
 
 /// Accepts connections on a TCP listener forever.
-pub async fn serve_tcp<H, F>(listener: tokio::net::TcpListener, handler: H)
+pub async fn serve_tcp<H, F, B>(listener: tokio::net::TcpListener, handler: H)
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
         if let Ok((stream, _)) = listener.accept().await {
@@ -73,10 +106,12 @@ where
 }
 
 /// Accepts connections on a unix socket forever.
-pub async fn serve_unix<H, F>(listener: tokio::net::UnixListener, handler: H)
+pub async fn serve_unix<H, F, B>(listener: tokio::net::UnixListener, handler: H)
 where
     H: Fn(Request<Incoming>) -> F + Clone + 'static,
-    F: Future<Output = Response<Full<Bytes>>> + 'static,
+    F: Future<Output = Response<B>> + 'static,
+    B: Body<Data = Bytes> + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     loop {
         if let Ok((stream, _)) = listener.accept().await {

@@ -58,6 +58,7 @@ pub async fn handle(
     match call {
         Call::Ping => Response::new(Full::new(Bytes::from_static(b"pong"))),
         Call::Next => next(commands).await,
+        Call::Response(id) if streaming(request.headers()) => stream(request, commands, id).await,
         Call::Response(id) => post(request, commands, Posted::Response(id)).await,
         Call::Error(id) => post(request, commands, Posted::Error(id)).await,
         Call::InitError => post(request, commands, Posted::InitError).await,
@@ -96,6 +97,91 @@ pub fn render_next(delivery: Delivery) -> Response<Full<Bytes>> {
     response
 }
 
+fn streaming(headers: &HeaderMap) -> bool {
+    headers
+        .get(wire::RESPONSE_MODE)
+        .is_some_and(|mode| mode == "streaming")
+}
+
+/// Relays a streamed response: each chunk goes to the caller as it arrives, then the
+/// trailers' error, if any, ends the invocation's answer.
+async fn stream(
+    request: Request<Incoming>,
+    commands: mpsc::UnboundedSender<Command>,
+    id: String,
+) -> Response<Full<Bytes>> {
+    let (reply, answer) = oneshot::channel();
+    let content_type = text(request.headers(), CONTENT_TYPE.as_str());
+    let command = Command::StreamStart {
+        id: id.clone(),
+        content_type,
+        reply,
+    };
+    if commands.send(command).is_err() {
+        return internal();
+    }
+    let chunks = match answer.await {
+        Ok(Ok(chunks)) => chunks,
+        Ok(Err(refusal)) => return refused(refusal),
+        Err(_) => return internal(),
+    };
+    let mut body = request.into_body();
+    let mut produced = 0;
+    let mut trailers = None;
+    let mut failure = None;
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(_) => {
+                let cause = "the streamed response was cut short".to_string();
+                failure = Some((truncated(), "Runtime.TruncatedResponse", cause));
+                break;
+            }
+        };
+        match frame.into_data() {
+            Ok(data) => {
+                produced += data.len();
+                let limit = wire::MAX_STREAMED_RESPONSE;
+                if produced > limit {
+                    let cause = format!(
+                        "Response payload size exceeded maximum allowed payload size ({limit} bytes)."
+                    );
+                    failure = Some((too_large(limit), "Function.ResponseSizeTooLarge", cause));
+                    break;
+                }
+                // A caller that went away no longer reads; the runtime still finishes.
+                let _ = chunks.send(data).await;
+            }
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    // Every chunk is queued before the end is asked for: the caller reads them first.
+    drop(chunks);
+    let error = match &failure {
+        Some((_, error_type, cause)) => Some((
+            error_type.to_string(),
+            wire::function_failure(error_type, cause),
+        )),
+        None => trailer_error(trailers.as_ref()),
+    };
+    let (reply, answer) = oneshot::channel();
+    let command = Command::StreamEnd {
+        id,
+        produced_bytes: produced as u64,
+        error,
+        reply,
+    };
+    if commands.send(command).is_err() {
+        return internal();
+    }
+    match (answer.await, failure) {
+        (Ok(Ok(())), None) => wire::accepted(),
+        (Ok(Ok(())), Some((response, ..))) => response,
+        (Ok(Err(refusal)), _) => refused(refusal),
+        (Err(_), _) => internal(),
+    }
+}
+
 enum Posted {
     Response(String),
     Error(String),
@@ -125,19 +211,9 @@ async fn post(
             if e.downcast_ref::<http_body_util::LengthLimitError>()
                 .is_some() =>
         {
-            return runtime_error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "RequestEntityTooLarge",
-                format!("Exceeded maximum allowed payload size ({limit} bytes)."),
-            )
+            return too_large(limit)
         }
-        Err(_) => {
-            return runtime_error(
-                StatusCode::BAD_REQUEST,
-                "TruncatedHTTPRequest",
-                "HTTP request detected as truncated",
-            )
-        }
+        Err(_) => return truncated(),
     };
     let trailers = collected.trailers().cloned();
     let body = collected.to_bytes();
@@ -200,6 +276,22 @@ fn trailer_error(trailers: Option<&HeaderMap>) -> Option<(String, Bytes)> {
         .map(Bytes::from)
         .unwrap_or_else(|| wire::function_failure(&error_type, ""));
     Some((error_type, body))
+}
+
+fn too_large(limit: usize) -> Response<Full<Bytes>> {
+    runtime_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "RequestEntityTooLarge",
+        format!("Exceeded maximum allowed payload size ({limit} bytes)."),
+    )
+}
+
+fn truncated() -> Response<Full<Bytes>> {
+    runtime_error(
+        StatusCode::BAD_REQUEST,
+        "TruncatedHTTPRequest",
+        "HTTP request detected as truncated",
+    )
 }
 
 fn text(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -100,8 +100,16 @@ pub struct Subscription {
     pub buffering: Buffering,
     /// The subscriber's port on 127.0.0.1 inside the environment (`sandbox.localdomain`).
     pub port: u16,
-    /// The request target, `/` when the URI has no path.
-    pub path: String,
+    pub transport: Transport,
+}
+
+/// How a subscriber takes its records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A POST of a JSON array per batch to `path` (`/` when the URI has none).
+    Http { path: String },
+    /// One JSON event per line (NDJSON) over a TCP connection.
+    Tcp,
 }
 
 #[derive(Deserialize)]
@@ -126,6 +134,8 @@ struct Destination {
     protocol: Option<String>,
     #[serde(rename = "URI")]
     uri: Option<String>,
+    /// Wider than a port, so that an out-of-range one is a validation error, not a parse error.
+    port: Option<u64>,
 }
 
 /// Checks a subscribe body.
@@ -185,26 +195,34 @@ pub fn parse_subscription(api: Api, body: &[u8]) -> Result<Subscription, ApiErro
     let destination = body
         .destination
         .ok_or_else(|| invalid("destination is required".into()))?;
-    match destination.protocol.as_deref() {
-        Some("HTTP") => {}
+    let (port, transport) = match destination.protocol.as_deref() {
+        Some("HTTP") => {
+            let uri = destination
+                .uri
+                .ok_or_else(|| invalid("destination.URI is required".into()))?;
+            let (port, path) = parse_uri(&uri).map_err(invalid)?;
+            (port, Transport::Http { path })
+        }
+        Some("TCP") => {
+            let port = destination
+                .port
+                .ok_or_else(|| invalid("destination.port is required".into()))?;
+            (check_port(port).map_err(invalid)?, Transport::Tcp)
+        }
         Some(other) => {
             return Err(invalid(format!(
-                "destination.protocol {other:?} is not supported: use HTTP"
+                "destination.protocol {other:?} is not one of HTTP, TCP"
             )))
         }
         None => return Err(invalid("destination.protocol is required".into())),
-    }
-    let uri = destination
-        .uri
-        .ok_or_else(|| invalid("destination.URI is required".into()))?;
-    let (port, path) = parse_uri(&uri).map_err(invalid)?;
+    };
     Ok(Subscription {
         api,
         schema_version,
         types,
         buffering,
         port,
-        path,
+        transport,
     })
 }
 
@@ -233,15 +251,22 @@ fn parse_uri(uri: &str) -> Result<(u16, String), String> {
     if !matches!(host, "sandbox.localdomain" | "sandbox") {
         return Err(bad("the host must be sandbox.localdomain"));
     }
-    let port: u16 = port
+    let port = port
         .parse()
-        .ok()
-        .filter(|p| *p != 0)
-        .ok_or_else(|| bad("the port is not a port number"))?;
-    if port == RESERVED_PORT {
-        return Err(bad("port 9001 is reserved for the Runtime API"));
-    }
+        .map_err(|_| bad("the port is not a port number"))
+        .and_then(|port| {
+            check_port(port).map_err(|why| format!("destination.URI {uri:?}: {why}"))
+        })?;
     Ok((port, path.to_string()))
+}
+
+/// A subscriber's port: 1 to 65535, and not the Runtime API's.
+fn check_port(port: u64) -> Result<u16, String> {
+    match u16::try_from(port) {
+        Ok(RESERVED_PORT) => Err("port 9001 is reserved for the Runtime API".into()),
+        Ok(port) if port != 0 => Ok(port),
+        _ => Err(format!("destination.port {port} is not a port number")),
+    }
 }
 
 /// Handles `PUT /2022-07-01/telemetry` and `PUT /2020-08-15/logs`.
@@ -489,7 +514,8 @@ mod tests {
             "destination": {"protocol": "HTTP", "URI": "http://sandbox.localdomain:9003/in"}
         }))
         .unwrap();
-        assert_eq!((s.port, s.path.as_str()), (9003, "/in"));
+        assert_eq!(s.port, 9003);
+        assert_eq!(s.transport, Transport::Http { path: "/in".into() });
         assert_eq!(s.types.names(), ["platform", "function"]);
         assert_eq!(s.buffering.timeout_ms, 25);
         let s = subscribe(serde_json::json!({
@@ -497,7 +523,8 @@ mod tests {
             "destination": {"protocol": "HTTP", "URI": "http://sandbox:8080"}
         }))
         .unwrap();
-        assert_eq!((s.port, s.path.as_str()), (8080, "/"));
+        assert_eq!(s.port, 8080);
+        assert_eq!(s.transport, Transport::Http { path: "/".into() });
         assert_eq!(s.buffering, Buffering::default());
     }
 
@@ -529,8 +556,12 @@ mod tests {
             (slow, "buffering.timeoutMs"),
             (big, "buffering.maxBytes"),
             (
-                with("/destination/protocol", "TCP".into()),
+                with("/destination/protocol", "UDP".into()),
                 "destination.protocol",
+            ),
+            (
+                with("/destination/protocol", "TCP".into()),
+                "destination.port",
             ),
             (
                 with("/destination/URI", "http://example.com:9003".into()),

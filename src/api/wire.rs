@@ -14,6 +14,9 @@ pub const STREAM_PREFIX: &str = "/2021-11-15/functions/";
 pub const EXTENSION_PREFIX: &str = "/2020-01-01/extension/";
 pub const TELEMETRY_PATH: &str = "/2022-07-01/telemetry";
 pub const LOGS_PATH: &str = "/2020-08-15/logs";
+/// The path prefixes of the Extensions, Logs and Telemetry APIs, which the extensions kill
+/// switch closes.
+pub const EXTENSION_API_PREFIXES: [&str; 3] = ["/2020-01-01/", "/2020-08-15/", "/2022-07-01/"];
 
 pub const REQUEST_ID: &str = "lambda-runtime-aws-request-id";
 pub const DEADLINE_MS: &str = "lambda-runtime-deadline-ms";
@@ -123,6 +126,16 @@ pub fn function_failure(error_type: &str, message: &str) -> Bytes {
     Bytes::from(
         serde_json::to_vec(&serde_json::json!({"errorType": error_type, "errorMessage": message}))
             .expect("json"),
+    )
+}
+
+/// The error payload of an answer of `size` bytes past a buffered answer's `limit`.
+pub fn response_too_large(size: usize, limit: usize) -> Bytes {
+    function_failure(
+        "Function.ResponseSizeTooLarge",
+        &format!(
+            "Response payload size ({size} bytes) exceeded maximum allowed payload size ({limit} bytes)."
+        ),
     )
 }
 

@@ -23,10 +23,12 @@ use tokio::io::unix::AsyncFd;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::api::extensions::{ErrorKind, ExtensionEvent, Tracing};
+use crate::api::relay::{self, Streamed};
 use crate::api::telemetry::{
     InitMetrics, Record, ReportMetrics, RuntimeDoneMetrics, Status, TraceContext,
 };
 use crate::api::wire;
+use crate::api::KillSwitch;
 use crate::cgroup::{Cgroup, Freezer};
 use crate::lifecycle::{self, Effect, Event, Failure, Phase, ShutdownReason};
 use crate::sandbox::channel::{Channel, FromInit, ToInit};
@@ -57,6 +59,21 @@ pub enum Command {
         id: String,
         body: Bytes,
         content_type: Option<String>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    /// The runtime began a streamed `POST {id}/response`: the caller is handed the stream, the
+    /// runtime's handler the sender of its chunks.
+    StreamStart {
+        id: String,
+        content_type: Option<String>,
+        reply: oneshot::Sender<Result<mpsc::Sender<Bytes>, Refusal>>,
+    },
+    /// A streamed response is over: `produced_bytes` were sent, and `error` (type, body) when
+    /// its trailers reported one.
+    StreamEnd {
+        id: String,
+        produced_bytes: u64,
+        error: Option<(String, Bytes)>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     /// The runtime's `POST {id}/error` (or a response whose trailers carried an error).
@@ -138,11 +155,19 @@ pub struct InvokeRequest {
 #[derive(Debug)]
 pub struct Busy;
 
+/// The function's answer as its caller receives it.
+#[derive(Debug)]
+pub enum AnswerBody {
+    Whole(Bytes),
+    /// A streaming runtime's answer, relayed as it is sent.
+    Streamed(Streamed),
+}
+
 /// What the caller of a synchronous invocation gets.
 #[derive(Debug)]
 pub struct Outcome {
     pub request_id: String,
-    pub body: Bytes,
+    pub body: AnswerBody,
     pub content_type: Option<String>,
     pub function_error: bool,
     /// The invocation's log (`X-Amz-Log-Result`), when asked for.
@@ -182,10 +207,23 @@ struct Accepted {
     deadline_ms: u64,
     /// An answer held back until the REPORT line exists, for a caller who asked for the log.
     held: Option<Outcome>,
+    /// Where the outcome of a streamed answer goes, once the caller has the stream.
+    stream_end: Option<oneshot::Sender<Outcome>>,
     /// How the invocation went, for `platform.runtimeDone` and `platform.report`.
     status: Status,
     error_type: Option<String>,
     produced_bytes: u64,
+}
+
+impl Accepted {
+    /// Hands the caller the outcome: as the end of the stream it is reading, or as the answer.
+    fn send(&mut self, outcome: Outcome) {
+        if let Some(end) = self.stream_end.take() {
+            let _ = end.send(outcome);
+        } else if let Some(caller) = self.request.reply.take() {
+            let _ = caller.send(Ok(outcome));
+        }
+    }
 }
 
 /// The environment's state, owned by the supervisor task alone.
@@ -229,6 +267,8 @@ pub struct Supervisor {
     /// The leaf's OOM-kill count when last looked at: a rise means the runtime ran out of memory.
     oom_kills: Option<u64>,
     log: LogBook,
+    /// Set at each Init from `/opt/disable-extensions-jwigqn8j`.
+    kill_switch: KillSwitch,
 }
 
 impl Supervisor {
@@ -281,7 +321,13 @@ impl Supervisor {
             init_phase: "init",
             oom_kills: None,
             log: LogBook::default(),
+            kill_switch: KillSwitch::default(),
         })
+    }
+
+    /// The extensions kill switch, for the handlers of the APIs it closes.
+    pub fn kill_switch(&self) -> KillSwitch {
+        self.kill_switch.clone()
     }
 
     /// Reads the init's messages into the command queue until the channel closes.
@@ -338,20 +384,51 @@ impl Supervisor {
                 body,
                 content_type,
                 reply,
-            } => self.on_answer(id, body, content_type, None, reply),
+            } => {
+                let produced = body.len() as u64;
+                self.on_answer(id, (body, produced), content_type, None, reply)
+            }
+            Command::StreamStart {
+                id,
+                content_type,
+                reply,
+            } => {
+                let _ = reply.send(self.on_stream_start(&id, content_type));
+            }
+            Command::StreamEnd {
+                id,
+                produced_bytes,
+                error: None,
+                reply,
+            } => self.on_answer(id, (Bytes::new(), produced_bytes), None, None, reply),
+            Command::StreamEnd {
+                id,
+                produced_bytes,
+                error: Some((error_type, body)),
+                reply,
+            } => self.on_answer(
+                id,
+                (body, produced_bytes),
+                Some("application/json".into()),
+                Some(error_type),
+                reply,
+            ),
             // The error type header labels the error in telemetry; the caller gets the body.
             Command::Error {
                 id,
                 body,
                 error_type,
                 reply,
-            } => self.on_answer(
-                id,
-                body,
-                Some("application/json".into()),
-                Some(error_type.unwrap_or_else(|| "Unhandled".into())),
-                reply,
-            ),
+            } => {
+                let produced = body.len() as u64;
+                self.on_answer(
+                    id,
+                    (body, produced),
+                    Some("application/json".into()),
+                    Some(error_type.unwrap_or_else(|| "Unhandled".into())),
+                    reply,
+                )
+            }
             Command::InitError { body, reply, .. } => {
                 self.log.line(&format!(
                     "runtime reported an init error: {}",
@@ -530,30 +607,67 @@ impl Supervisor {
         self.telemetry.emit(record);
     }
 
+    /// Whether the runtime may answer invocation `id` now.
+    fn check_answer(&self, id: &str) -> Result<(), Refusal> {
+        if self.current.as_ref().is_none_or(|c| c.id != id) {
+            return Err(Refusal::InvalidRequestId);
+        }
+        if self.phase != Phase::Invoking {
+            return Err(Refusal::InvalidState(format!(
+                "State transition from {:?} to InvocationResponse failed for runtime",
+                self.phase
+            )));
+        }
+        Ok(())
+    }
+
+    /// The caller gets a stream it reads as the runtime writes; its end comes with the answer.
+    fn on_stream_start(
+        &mut self,
+        id: &str,
+        content_type: Option<String>,
+    ) -> Result<mpsc::Sender<Bytes>, Refusal> {
+        self.check_answer(id)?;
+        let current = self.current.as_mut().expect("checked");
+        if current.stream_end.is_some() {
+            return Err(Refusal::InvalidState(
+                "State transition from Invoking to InvocationResponse failed for runtime: \
+                 the response is already streaming"
+                    .into(),
+            ));
+        }
+        let (chunks, end, streamed) = relay::channel();
+        current.stream_end = Some(end);
+        if let Some(caller) = current.request.reply.take() {
+            let _ = caller.send(Ok(Outcome {
+                request_id: current.id.clone(),
+                body: AnswerBody::Streamed(streamed),
+                content_type,
+                function_error: false,
+                log: None,
+            }));
+        }
+        Ok(chunks)
+    }
+
+    /// The runtime's answer: `body` (a streamed answer's error, or empty) and the bytes it
+    /// produced in all.
     fn on_answer(
         &mut self,
         id: String,
-        body: Bytes,
+        (body, produced_bytes): (Bytes, u64),
         content_type: Option<String>,
         error_type: Option<String>,
         reply: oneshot::Sender<Result<(), Refusal>>,
     ) {
         let function_error = error_type.is_some();
-        let matches = self.current.as_ref().is_some_and(|c| c.id == id);
-        if !matches {
-            let _ = reply.send(Err(Refusal::InvalidRequestId));
-            return;
-        }
-        if self.phase != Phase::Invoking {
-            let _ = reply.send(Err(Refusal::InvalidState(format!(
-                "State transition from {:?} to InvocationResponse failed for runtime",
-                self.phase
-            ))));
+        if let Err(refusal) = self.check_answer(&id) {
+            let _ = reply.send(Err(refusal));
             return;
         }
         // The deadline keeps running: it covers the extensions' work after the answer too.
         if let Some(current) = self.current.as_mut() {
-            current.produced_bytes = body.len() as u64;
+            current.produced_bytes = produced_bytes;
             if function_error {
                 current.status = Status::Error;
                 current.error_type = error_type;
@@ -561,7 +675,7 @@ impl Supervisor {
         }
         self.answer(Outcome {
             request_id: id,
-            body,
+            body: AnswerBody::Whole(body),
             content_type,
             function_error,
             log: None,
@@ -593,6 +707,7 @@ impl Supervisor {
             delivered: None,
             deadline_ms: 0,
             held: None,
+            stream_end: None,
             status: Status::Success,
             error_type: None,
             produced_bytes: 0,
@@ -682,8 +797,8 @@ impl Supervisor {
         };
         if current.request.tail {
             current.held = Some(outcome);
-        } else if let Some(caller) = current.request.reply.take() {
-            let _ = caller.send(Ok(outcome));
+        } else {
+            current.send(outcome);
         }
     }
 
@@ -718,11 +833,9 @@ impl Supervisor {
                 init_duration_ms: init.map(ms),
             },
         });
-        if let (Some(mut outcome), Some(caller)) =
-            (current.held.take(), current.request.reply.take())
-        {
+        if let Some(mut outcome) = current.held.take() {
             outcome.log = current.request.tail.then_some(log);
-            let _ = caller.send(Ok(outcome));
+            current.send(outcome);
         }
     }
 
@@ -791,7 +904,7 @@ impl Supervisor {
         ));
         let outcome = Outcome {
             request_id: current.id.clone(),
-            body: wire::function_failure(&error_type, &message),
+            body: AnswerBody::Whole(wire::function_failure(&error_type, &message)),
             content_type: Some("application/json".into()),
             function_error: true,
             log: None,
@@ -1104,6 +1217,11 @@ impl Supervisor {
             function_version: "$LATEST",
         });
         let root = std::path::PathBuf::from(format!("/proc/{}/root", self.init_pid));
+        let off = spawn::extensions_switched_off(&root);
+        self.kill_switch.set(off);
+        if off {
+            return;
+        }
         let names = spawn::discover_extensions(&root);
         if let Some(extra) = names.get(wire::MAX_EXTENSIONS) {
             // Counted as launched, so Init waits for the failure instead of going on.

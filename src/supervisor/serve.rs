@@ -80,16 +80,16 @@ pub fn serve(
             Request::Terminate,
             commands.clone(),
         ));
-        let to_runtime = commands.clone();
+        let (to_runtime, switch) = (commands.clone(), supervisor.kill_switch());
         spawn_local(api::serve_tcp(
             tokio::net::TcpListener::from_std(listeners.runtime)?,
-            move |request| api::handle_sandbox(request, to_runtime.clone()),
+            move |request| api::handle_sandbox(request, to_runtime.clone(), switch.clone()),
         ));
-        let to_runtime = commands.clone();
+        let (to_runtime, switch) = (commands.clone(), supervisor.kill_switch());
         listeners.runtime_unix.set_nonblocking(true)?;
         spawn_local(api::serve_unix(
             tokio::net::UnixListener::from_std(listeners.runtime_unix)?,
-            move |request| api::handle_sandbox(request, to_runtime.clone()),
+            move |request| api::handle_sandbox(request, to_runtime.clone(), switch.clone()),
         ));
         let name = Rc::new((function.name.clone(), function.arn()));
         let (to_invoke, invoke_name) = (commands.clone(), name.clone());

@@ -40,6 +40,8 @@ const RUNTIME_ONLY: &[&str] = &[
 
 /// Where external extensions live inside the environment.
 pub const EXTENSIONS_DIR: &str = "/opt/extensions";
+/// While this file exists, the environment runs without extensions.
+pub const KILL_SWITCH: &str = "/opt/disable-extensions-jwigqn8j";
 
 /// Which process to start.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +198,11 @@ pub fn discover_extensions(root: &std::path::Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// Whether the environment whose root is `root` has its extensions switched off.
+pub fn extensions_switched_off(root: &std::path::Path) -> bool {
+    root.join(KILL_SWITCH.trim_start_matches('/')).exists()
 }
 
 #[cfg(test)]

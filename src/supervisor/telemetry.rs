@@ -1,8 +1,9 @@
 //! Telemetry and Logs API delivery: each subscriber gets a task that batches its records
-//! (`maxItems`, `maxBytes`, `timeoutMs`) and POSTs each batch as a JSON array over one
-//! keep-alive connection made inside the environment's network namespace, retrying a little
-//! and counting what it had to drop (reported as `platform.logsDropped`). Records of the Init
-//! phase are kept and replayed to subscribers that subscribe during Init.
+//! (`maxItems`, `maxBytes`, `timeoutMs`) and sends each batch over one kept connection made
+//! inside the environment's network namespace — a POST of a JSON array to an HTTP subscriber,
+//! one JSON event per line to a TCP one — retrying a little and counting what it had to drop
+//! (reported as `platform.logsDropped`). Records of the Init phase are kept and replayed to
+//! subscribers that subscribe during Init.
 
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
@@ -13,11 +14,13 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::netns::Connector;
-use crate::api::telemetry::{Api, Buffering, Event, Record, Subscription, Types};
+use crate::api::telemetry::{Api, Buffering, Event, Record, Subscription, Transport, Types};
 
 /// Pauses between the attempts to deliver one batch.
 const RETRY_PAUSES: [Duration; 3] = [
@@ -157,8 +160,8 @@ async fn deliver(
     let mut sender = Sender {
         connector,
         port: subscription.port,
-        path: subscription.path.clone(),
-        connection: None,
+        transport: subscription.transport.clone(),
+        link: None,
         dropped: (0, 0),
         reports_drops: Record::LogsDropped {
             reason: DROPPED_REASON,
@@ -209,8 +212,8 @@ async fn deliver(
 struct Sender {
     connector: Rc<Connector>,
     port: u16,
-    path: String,
-    connection: Option<SendRequest<Full<Bytes>>>,
+    transport: Transport,
+    link: Option<Link>,
     /// Records and bytes dropped since the last delivery.
     dropped: (u64, u64),
     reports_drops: bool,
@@ -234,60 +237,135 @@ impl Sender {
                 },
             );
         }
-        let Ok(body) = serde_json::to_vec(&batch) else {
+        let Some(body) = encode(&self.transport, &batch) else {
             return;
         };
-        let body = Bytes::from(body);
         for pause in RETRY_PAUSES {
-            if self.post(body.clone()).await {
+            if self.deliver(body.clone()).await {
                 self.dropped = (0, 0);
                 return;
             }
-            self.connection = None;
+            self.link = None;
             tokio::time::sleep(pause).await;
         }
         self.dropped.0 += batch.len() as u64;
         self.dropped.1 += body.len() as u64;
     }
 
-    /// One POST; true when the subscriber answered 2xx.
-    async fn post(&mut self, body: Bytes) -> bool {
-        if self.connection.as_ref().is_none_or(|c| c.is_closed()) {
-            let Ok(stream) = self.connector.connect(self.port).await else {
-                return false;
-            };
-            let Ok((sender, connection)) = http1::handshake(TokioIo::new(stream)).await else {
-                return false;
-            };
-            tokio::task::spawn_local(async move {
-                let _ = connection.await;
-            });
-            self.connection = Some(sender);
+    /// One delivery attempt, connecting first when there is no usable connection; true when
+    /// the subscriber took the batch.
+    async fn deliver(&mut self, body: Bytes) -> bool {
+        if self.link.as_ref().is_none_or(Link::is_closed) {
+            self.link = self.open().await;
         }
-        let Some(connection) = self.connection.as_mut() else {
-            return false;
-        };
-        if connection.ready().await.is_err() {
-            return false;
-        }
-        let mut request = Request::new(Full::new(body));
-        *request.method_mut() = hyper::Method::POST;
-        let Ok(uri) = self.path.parse() else {
-            return false;
-        };
-        *request.uri_mut() = uri;
-        let headers = request.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let Ok(host) = HeaderValue::from_str(&format!("sandbox.localdomain:{}", self.port)) {
-            headers.insert(HOST, host);
-        }
-        match connection.send_request(request).await {
-            Ok(response) => {
-                let ok = response.status().is_success();
-                // Read the answer whole so the connection can carry the next batch.
-                ok && response.into_body().collect().await.is_ok()
+        match (self.link.as_mut(), &self.transport) {
+            (Some(Link::Http(connection)), Transport::Http { path }) => {
+                post(connection, path, self.port, body).await
             }
-            Err(_) => false,
+            (Some(Link::Tcp(stream)), Transport::Tcp) => stream.write_all(&body).await.is_ok(),
+            _ => false,
         }
+    }
+
+    async fn open(&self) -> Option<Link> {
+        let stream = self.connector.connect(self.port).await.ok()?;
+        if self.transport == Transport::Tcp {
+            return Some(Link::Tcp(stream));
+        }
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await.ok()?;
+        tokio::task::spawn_local(async move {
+            let _ = connection.await;
+        });
+        Some(Link::Http(sender))
+    }
+}
+
+/// A batch as `transport` carries it: a JSON array, or one JSON event per line.
+fn encode(transport: &Transport, batch: &[Event]) -> Option<Bytes> {
+    match transport {
+        Transport::Http { .. } => serde_json::to_vec(batch).ok().map(Bytes::from),
+        Transport::Tcp => {
+            let mut lines = Vec::new();
+            for event in batch {
+                serde_json::to_writer(&mut lines, event).ok()?;
+                lines.push(b'\n');
+            }
+            Some(Bytes::from(lines))
+        }
+    }
+}
+
+/// A subscriber's open connection.
+enum Link {
+    Http(SendRequest<Full<Bytes>>),
+    Tcp(TcpStream),
+}
+
+impl Link {
+    /// A TCP subscriber that went away shows when a write fails.
+    fn is_closed(&self) -> bool {
+        match self {
+            Link::Http(connection) => connection.is_closed(),
+            Link::Tcp(_) => false,
+        }
+    }
+}
+
+/// One POST; true when the subscriber answered 2xx.
+async fn post(
+    connection: &mut SendRequest<Full<Bytes>>,
+    path: &str,
+    port: u16,
+    body: Bytes,
+) -> bool {
+    if connection.ready().await.is_err() {
+        return false;
+    }
+    let mut request = Request::new(Full::new(body));
+    *request.method_mut() = hyper::Method::POST;
+    let Ok(uri) = path.parse() else {
+        return false;
+    };
+    *request.uri_mut() = uri;
+    let headers = request.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(host) = HeaderValue::from_str(&format!("sandbox.localdomain:{port}")) {
+        headers.insert(HOST, host);
+    }
+    match connection.send_request(request).await {
+        Ok(response) => {
+            let ok = response.status().is_success();
+            // Read the answer whole so the connection can carry the next batch.
+            ok && response.into_body().collect().await.is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tcp_subscribers_get_one_json_event_per_line() {
+        let event = |id: &str| Event {
+            time: "2022-10-12T00:00:15.064Z".into(),
+            record: Record::End {
+                request_id: id.into(),
+            },
+        };
+        let batch = [event("a"), event("b")];
+        let lines = encode(&Transport::Tcp, &batch).unwrap();
+        let lines: Vec<serde_json::Value> = lines
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+            .map(|line| serde_json::from_slice(line).unwrap())
+            .collect();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[1]["type"], "platform.end");
+        assert_eq!(lines[1]["record"]["requestId"], "b");
+        let array = encode(&Transport::Http { path: "/".into() }, &batch).unwrap();
+        let array: serde_json::Value = serde_json::from_slice(&array).unwrap();
+        assert_eq!(array.as_array().unwrap().len(), 2);
     }
 }

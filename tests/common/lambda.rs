@@ -171,6 +171,14 @@ impl Server {
         self.request("POST", &path, payload, headers)
     }
 
+    /// `InvokeWithResponseStream` of function `name`, its answer read as it arrives; panics on
+    /// an I/O error or a status other than 200.
+    pub fn invoke_streaming(&self, name: &str, payload: &[u8]) -> EventStream {
+        let path = format!("/2021-11-15/functions/{name}/response-streaming-invocations");
+        EventStream::open(&self.endpoint, &path, payload)
+            .unwrap_or_else(|e| panic!("POST {path}: {e}\nstderr:\n{}", self.stderr()))
+    }
+
     /// Any request to the server, on a fresh connection; panics on an I/O error.
     pub fn request(
         &self,
@@ -278,6 +286,102 @@ pub fn http_request(
     bytes.extend_from_slice(body);
     stream.write_all(&bytes)?;
     read_response(&mut BufReader::new(stream), method == "HEAD")
+}
+
+/// An `InvokeWithResponseStream` answer (a chunked AWS event stream), read one event-stream
+/// message at a time as the server sends it.
+pub struct EventStream {
+    reader: BufReader<TcpStream>,
+    /// Bytes of the body not yet returned as a message.
+    pending: Vec<u8>,
+    /// The last chunk has been read.
+    ended: bool,
+}
+
+impl EventStream {
+    fn open(endpoint: &str, path: &str, payload: &[u8]) -> io::Result<EventStream> {
+        let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
+        let mut stream = TcpStream::connect(authority)?;
+        stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            payload.len()
+        );
+        stream.write_all(head.as_bytes())?;
+        stream.write_all(payload)?;
+        let mut reader = BufReader::new(stream);
+        let status = read_line(&mut reader)?;
+        let headers = read_fields(&mut reader)?;
+        if !status.starts_with("HTTP/1.1 200 ") {
+            return Err(invalid(format!("answered {status:?}")));
+        }
+        let chunked = field(&headers, "transfer-encoding").is_some_and(|te| te.contains("chunked"));
+        if !chunked {
+            return Err(invalid(format!("not a chunked answer: {headers:?}")));
+        }
+        Ok(EventStream {
+            reader,
+            pending: Vec::new(),
+            ended: false,
+        })
+    }
+
+    /// The next message's `:event-type` and payload, or `None` at the end of the answer.
+    pub fn next_message(&mut self) -> io::Result<Option<(String, Vec<u8>)>> {
+        loop {
+            if self.pending.len() >= 4 {
+                let total = u32::from_be_bytes(self.pending[..4].try_into().unwrap()) as usize;
+                if self.pending.len() >= total {
+                    let message: Vec<u8> = self.pending.drain(..total).collect();
+                    return decode_message(&message).map(Some);
+                }
+            }
+            if self.ended {
+                return match self.pending.is_empty() {
+                    true => Ok(None),
+                    false => Err(invalid("the answer ended inside a message")),
+                };
+            }
+            let line = read_line(&mut self.reader)?;
+            let size = usize::from_str_radix(line.split(';').next().unwrap_or("").trim(), 16)
+                .map_err(|_| invalid(format!("bad chunk size line {line:?}")))?;
+            if size == 0 {
+                read_fields(&mut self.reader)?;
+                self.ended = true;
+                continue;
+            }
+            let start = self.pending.len();
+            self.pending.resize(start + size, 0);
+            self.reader.read_exact(&mut self.pending[start..])?;
+            read_line(&mut self.reader)?;
+        }
+    }
+}
+
+/// One event-stream message: prelude (total and header lengths, CRC), string headers, the
+/// payload, the message CRC. Returns `:event-type` and the payload.
+fn decode_message(message: &[u8]) -> io::Result<(String, Vec<u8>)> {
+    let headers_len = u32::from_be_bytes(message[4..8].try_into().unwrap()) as usize;
+    let headers = &message[12..12 + headers_len];
+    let mut at = 0;
+    let mut event_type = None;
+    while at < headers.len() {
+        let name_len = headers[at] as usize;
+        let name = String::from_utf8_lossy(&headers[at + 1..at + 1 + name_len]).into_owned();
+        at += 1 + name_len;
+        if headers[at] != 7 {
+            return Err(invalid(format!("header {name} is not a string")));
+        }
+        let value_len = u16::from_be_bytes(headers[at + 1..at + 3].try_into().unwrap()) as usize;
+        let value = String::from_utf8_lossy(&headers[at + 3..at + 3 + value_len]).into_owned();
+        at += 3 + value_len;
+        if name == ":event-type" {
+            event_type = Some(value);
+        }
+    }
+    let event_type = event_type.ok_or_else(|| invalid("a message without :event-type"))?;
+    let payload = message[12 + headers_len..message.len() - 4].to_vec();
+    Ok((event_type, payload))
 }
 
 fn invalid(what: impl Into<String>) -> io::Error {
