@@ -390,18 +390,22 @@ impl hyper::body::Body for Relayed {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<std::result::Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
         let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
-        match &frame {
-            None => {
-                if let Some(sender) = self.sender.take() {
-                    release(&self.pool, &self.id, Some(sender));
-                }
-            }
+        // The end shows as `None`, or earlier as `is_end_stream` after the last frame: hyper
+        // stops polling a body once it has written its `Content-Length`.
+        let whole = match &frame {
+            None => true,
+            Some(Ok(_)) => self.body.is_end_stream(),
             Some(Err(_)) => {
                 if self.sender.take().is_some() {
                     release(&self.pool, &self.id, None);
                 }
+                false
             }
-            Some(Ok(_)) => {}
+        };
+        if whole {
+            if let Some(sender) = self.sender.take() {
+                release(&self.pool, &self.id, Some(sender));
+            }
         }
         std::task::Poll::Ready(frame)
     }
