@@ -161,10 +161,13 @@ fn prepare_init(
         write_id_map(pid, "uid_map", &spec.uid_mappings)?;
         write_id_map(pid, "gid_map", &spec.gid_mappings)?;
     }
-    cgroup.attach_v1(pid.as_raw())?;
     channel
         .send(&ToInit::Proceed)
         .map_err(SandboxError::Handshake)?;
+    // A move into a v1 hierarchy waits for an RCU grace period (milliseconds), so it overlaps
+    // the init's building of the environment, which forks nothing: the init is in every leaf
+    // before it reports ready or asks for the hooks, and so before anything of it can run.
+    cgroup.attach_v1(pid.as_raw())?;
     loop {
         match channel
             .recv::<FromInit>()
