@@ -309,3 +309,35 @@ while True:
         assert_eq!(server.stop().code(), Some(0), "{name}");
     }
 }
+
+#[test]
+fn namespaces_given_by_path_are_joined() {
+    let env = Env::new();
+    let mut first = config(&["sleep", "300"]);
+    first["hostname"] = json!("first-box");
+    let pid = env.create("first", &env.bundle("first", &first));
+    // The second container joins the first's network and UTS namespaces by path and makes
+    // the rest anew: it sees the first's hostname and network namespace, not its processes.
+    let mut second = sh("hostname; readlink /proc/self/ns/net; readlink /proc/self/ns/pid");
+    second.as_object_mut().unwrap().remove("hostname").unwrap();
+    for ns in second["linux"]["namespaces"].as_array_mut().unwrap() {
+        let kind = ns["type"].as_str().unwrap().to_string();
+        if kind == "network" || kind == "uts" {
+            let file = if kind == "network" { "net" } else { "uts" };
+            ns["path"] = json!(format!("/proc/{pid}/ns/{file}"));
+        }
+    }
+    let (code, out, err) = env.run_to_exit("second", &env.bundle("second", &second));
+    assert_eq!(code, 0, "{err}");
+    let link = |file: &str| {
+        std::fs::read_link(format!("/proc/{pid}/ns/{file}"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[..2], ["first-box", link("net").as_str()], "{out}");
+    assert_ne!(lines[2], link("pid"), "the pid namespace is new: {out}");
+    env.ok(&["delete", "--force", "first"]);
+    common::wait_exit(pid);
+}
