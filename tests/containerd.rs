@@ -146,25 +146,27 @@ impl Containerd {
 
     /// `ctr run` through runlambda, in a leaf under the test's cgroup parent, then ARGS.
     fn run(&self, id: &str, flags: &[&str], args: &[&str]) -> Output {
-        let binary = env!("CARGO_BIN_EXE_runlambda");
-        let cgroup = format!("/{}/{id}", self.env.cgroup_parent);
-        let fifo_dir = self.fifo_dir();
+        let all = self.run_args(id, flags, args);
+        self.ctr(&all.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The arguments of ctr for [`Containerd::run`].
+    fn run_args(&self, id: &str, flags: &[&str], args: &[&str]) -> Vec<String> {
         let mut all = vec![
-            "run",
-            "--runc-binary",
-            binary,
-            "--runc-root",
-            self.runc_root.to_str().unwrap(),
-            "--cgroup",
-            &cgroup,
-            "--fifo-dir",
-            &fifo_dir,
+            "run".to_string(),
+            "--runc-binary".into(),
+            env!("CARGO_BIN_EXE_runlambda").into(),
+            "--runc-root".into(),
+            self.runc_root.display().to_string(),
+            "--cgroup".into(),
+            format!("/{}/{id}", self.env.cgroup_parent),
+            "--fifo-dir".into(),
+            self.fifo_dir(),
         ];
-        all.extend_from_slice(flags);
-        all.push(IMAGE);
-        all.push(id);
-        all.extend_from_slice(args);
-        self.ctr(&all)
+        all.extend(flags.iter().map(|f| f.to_string()));
+        all.extend([IMAGE.to_string(), id.to_string()]);
+        all.extend(args.iter().map(|a| a.to_string()));
+        all
     }
 
     /// Where ctr makes the stdio fifos (else under /run/containerd).
@@ -424,4 +426,32 @@ fn the_contrib_v3_config_has_the_same_handler() {
         Some("com.runlambda.*")
     );
     assert!(handler["options"]["BinaryName"].is_str());
+}
+
+#[test]
+fn ctr_run_t_gives_the_process_a_terminal() {
+    let containerd = Containerd::start("", false, View::Inherited);
+    containerd.import_busybox();
+    // ctr wants a terminal of its own with -t: `script` gives it one, as a user's shell would.
+    let mut ctr = vec![
+        "ctr".to_string(),
+        "--address".into(),
+        containerd.address.display().to_string(),
+    ];
+    ctr.extend(containerd.run_args("tty1", &["-t", "--rm"], &["sh", "-c", "tty; exit 3"]));
+    let line = ctr
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let out = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .expect("cannot run script (Debian package bsdutils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    // The container's own devpts, and a terminal's line ending (a CR from each of the two
+    // ptys on the way: the container's and script's).
+    assert!(text.contains("/dev/pts/0\r\r\n"), "{text:?}");
 }
