@@ -260,10 +260,9 @@ fn an_extension_that_exits_mid_invoke_is_an_extension_crash_and_the_survivors_ge
     });
 }
 
-/// A standard-library extension that subscribes to the Telemetry API over TCP and prints
-/// `TCP <type>` for each line it receives (`TCP not-json` for a line that is not one JSON
-/// event).
-const TCP_EXTENSION: &str = r#"#!/usr/bin/env python3
+/// What the Python scripts below run after: `call(method, path, body, headers)` on the API at
+/// `AWS_LAMBDA_RUNTIME_API`, returning the status, the headers and the body.
+const PY_API_CLIENT: &str = r#"#!/usr/bin/env python3
 import http.client, json, os, socket, sys, threading
 
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
@@ -272,9 +271,13 @@ def call(method, path, body=None, headers=None):
     conn = http.client.HTTPConnection(API)
     conn.request(method, path, body=body, headers=headers or {})
     response = conn.getresponse()
-    data = response.read()
-    return response.status, response.getheader("Lambda-Extension-Identifier"), data
+    return response.status, response.headers, response.read()
+"#;
 
+/// A standard-library extension (after [`PY_API_CLIENT`]) that subscribes to the Telemetry API
+/// over TCP and prints `TCP <type>` for each line it receives (`TCP not-json` for a line that
+/// is not one JSON event).
+const TCP_EXTENSION: &str = r#"
 def receive(listener):
     while True:
         connection, _ = listener.accept()
@@ -287,8 +290,9 @@ def receive(listener):
 listener = socket.create_server(("127.0.0.1", 9010))
 threading.Thread(target=receive, args=(listener,), daemon=True).start()
 body = json.dumps({"events": ["INVOKE", "SHUTDOWN"]})
-_, ident, _ = call("POST", "/2020-01-01/extension/register", body,
-                   {"Lambda-Extension-Name": os.path.basename(sys.argv[0])})
+_, headers, _ = call("POST", "/2020-01-01/extension/register", body,
+                     {"Lambda-Extension-Name": os.path.basename(sys.argv[0])})
+ident = headers["Lambda-Extension-Identifier"]
 subscription = {"schemaVersion": "2022-12-13", "types": ["platform", "function"],
                 "buffering": {"timeoutMs": 25},
                 "destination": {"protocol": "TCP", "port": 9010}}
@@ -308,7 +312,7 @@ fn a_tcp_subscriber_receives_telemetry_as_one_json_event_per_line() {
     let layer = env.dir.path().join("tcp-layer");
     let path = layer.join("extensions/tcp_ext");
     fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(&path, TCP_EXTENSION).unwrap();
+    fs::write(&path, format!("{PY_API_CLIENT}{TCP_EXTENSION}")).unwrap();
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
     // Thawed after the invocations, the subscriber can read what is delivered to it then.
     let mut server = start(&env, &layer, &["--freeze-delay-ms", "60000"]);
@@ -338,21 +342,12 @@ fn a_tcp_subscriber_receives_telemetry_as_one_json_event_per_line() {
     assert!(!log.contains("TCP not-json"), "{log}");
 }
 
-/// A runtime that answers each invocation with what the Extensions, Telemetry and Logs APIs
-/// answered it: `[status, body length]` per API.
-const API_PROBE: &str = r#"#!/usr/bin/env python3
-import http.client, json, os
-
-API = os.environ["AWS_LAMBDA_RUNTIME_API"]
-
-def call(method, path, body=None, headers=None):
-    conn = http.client.HTTPConnection(API)
-    conn.request(method, path, body=body, headers=headers or {})
-    response = conn.getresponse()
-    return response.status, response.getheader("Lambda-Runtime-Aws-Request-Id"), response.read()
-
+/// A runtime (after [`PY_API_CLIENT`]) that answers each invocation with what the Extensions,
+/// Telemetry and Logs APIs answered it: `[status, body length]` per API.
+const API_PROBE: &str = r#"
 while True:
-    _, rid, _ = call("GET", "/2018-06-01/runtime/invocation/next")
+    _, headers, _ = call("GET", "/2018-06-01/runtime/invocation/next")
+    rid = headers["Lambda-Runtime-Aws-Request-Id"]
     answers = {
         "register": call("POST", "/2020-01-01/extension/register", b'{"events":[]}',
                          {"Lambda-Extension-Name": "internal"}),
@@ -371,7 +366,11 @@ fn the_kill_switch_file_disables_extensions_and_their_apis() {
     let function = env.dir.path().join("probe");
     fs::create_dir(&function).unwrap();
     let function = readable(function);
-    fs::write(function.join("bootstrap"), API_PROBE).unwrap();
+    fs::write(
+        function.join("bootstrap"),
+        format!("{PY_API_CLIENT}{API_PROBE}"),
+    )
+    .unwrap();
     fs::set_permissions(
         function.join("bootstrap"),
         fs::Permissions::from_mode(0o755),
