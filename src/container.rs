@@ -134,13 +134,9 @@ impl Runtime {
             // Nothing of a failed create may remain; the first error is the one to report.
             let _ = dir.remove();
             // The lifecycle still ends as after a delete: with the poststop hooks.
-            let state = HookState {
-                id: id.to_string(),
-                pid: 0,
-                bundle: spec.bundle.clone(),
-                annotations: spec.annotations.clone(),
-            };
-            let _ = spec.hooks.run_each(HookKind::Poststop, &state);
+            let _ = spec
+                .hooks
+                .run_each(HookKind::Poststop, &spec.hook_state(id, 0));
         }
         built
     }

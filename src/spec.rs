@@ -272,6 +272,16 @@ impl EnvironmentSpec {
     pub fn has(&self, kind: NamespaceKind) -> bool {
         self.namespaces.iter().any(|ns| ns.kind == kind)
     }
+
+    /// Container `id`, whose init is `pid`, as its hooks see it.
+    pub fn hook_state(&self, id: &str, pid: i32) -> crate::hooks::HookState {
+        crate::hooks::HookState {
+            id: id.to_string(),
+            pid,
+            bundle: self.bundle.clone(),
+            annotations: self.annotations.clone(),
+        }
+    }
 }
 
 #[cfg(test)]

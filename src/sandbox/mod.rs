@@ -24,7 +24,7 @@ use nix::sys::stat::Mode;
 use nix::unistd::Pid;
 
 use crate::cgroup::{Cgroup, CgroupError};
-use crate::hooks::{HookError, HookKind, HookState};
+use crate::hooks::{HookError, HookKind};
 use crate::spec::{EnvironmentSpec, IdMapping, NamespaceKind};
 use crate::sys::{clone3, Forked};
 use channel::{Channel, FromInit, ToInit};
@@ -175,12 +175,7 @@ fn prepare_init(
         {
             Some(FromInit::Ready) => return Ok(()),
             Some(FromInit::HooksDue) => {
-                let state = HookState {
-                    id: id.to_string(),
-                    pid: pid.as_raw(),
-                    bundle: spec.bundle.clone(),
-                    annotations: spec.annotations.clone(),
-                };
+                let state = spec.hook_state(id, pid.as_raw());
                 spec.hooks.run(HookKind::Prestart, &state)?;
                 spec.hooks.run(HookKind::CreateRuntime, &state)?;
                 channel
