@@ -167,7 +167,13 @@ fn prepare_init(
     // A move into a v1 hierarchy waits for an RCU grace period (milliseconds), so it overlaps
     // the init's building of the environment, which forks nothing: the init is in every leaf
     // before it reports ready or asks for the hooks, and so before anything of it can run.
-    cgroup.attach_v1(pid.as_raw())?;
+    if let Err(e) = cgroup.attach_v1(pid.as_raw()) {
+        // An init that failed meanwhile has said why: that is the reason to report.
+        return Err(match channel.recv::<FromInit>() {
+            Ok(Some(FromInit::Failed { step, reason })) => SandboxError::Init { step, reason },
+            _ => e.into(),
+        });
+    }
     loop {
         match channel
             .recv::<FromInit>()
