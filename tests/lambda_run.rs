@@ -741,6 +741,7 @@ while True:
     r = conn.getresponse()
     event = json.loads(r.read())
     rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+    print("streaming for", event["gate"], flush=True)
     conn = http.client.HTTPConnection(host, int(port))
     conn.putrequest("POST", api + rid + "/response")
     conn.putheader("Lambda-Runtime-Function-Response-Mode", "streaming")
@@ -783,7 +784,7 @@ fn a_streamed_response_reaches_the_caller_chunk_by_chunk() {
     let function = inline_function(&env, "streamer", STREAMER);
     let mut server = start(&env, &function, &["--timeout", "60"]);
     // The runtime writes its second chunk only once the caller has read the first.
-    let mut stream = server.invoke_streaming("streamer", br#"{"gate":"go-1"}"#);
+    let mut stream = server.invoke_streaming("streamer", br#"{"gate":"go-1"}"#, &[]);
     assert_eq!(message(&mut stream), payload_chunk(b"chunk-one"));
     fs::write(function.join("go-1"), b"").unwrap();
     assert_eq!(message(&mut stream), payload_chunk(b"chunk-two"));
@@ -795,7 +796,8 @@ fn a_streamed_response_reaches_the_caller_chunk_by_chunk() {
     );
     assert!(stream.next_message().unwrap().is_none());
 
-    let mut stream = server.invoke_streaming("streamer", br#"{"gate":"go-2","fail":"midway"}"#);
+    let mut stream =
+        server.invoke_streaming("streamer", br#"{"gate":"go-2","fail":"midway"}"#, &[]);
     assert_eq!(message(&mut stream), payload_chunk(b"chunk-one"));
     fs::write(function.join("go-2"), b"").unwrap();
     assert_eq!(message(&mut stream), payload_chunk(b"chunk-two"));
@@ -811,10 +813,42 @@ fn a_streamed_response_reaches_the_caller_chunk_by_chunk() {
     assert_eq!(response.status, 200);
     assert_eq!(response.text(), "chunk-onechunk-two");
     assert_eq!(header(&response, "x-amz-function-error"), None);
+
+    // Asked for the log tail, the stream's `InvokeComplete` carries it.
+    let mut stream = server.invoke_streaming(
+        "streamer",
+        br#"{"gate":"go-4"}"#,
+        &[("X-Amz-Log-Type", "Tail")],
+    );
+    assert_eq!(message(&mut stream), payload_chunk(b"chunk-one"));
+    fs::write(function.join("go-4"), b"").unwrap();
+    assert_eq!(message(&mut stream), payload_chunk(b"chunk-two"));
+    let (event, payload) = message(&mut stream);
+    assert_eq!(event, "InvokeComplete");
+    let complete: Value = serde_json::from_slice(&payload).unwrap();
+    use base64::Engine;
+    let tail = base64::engine::general_purpose::STANDARD
+        .decode(complete["LogResult"].as_str().expect("LogResult"))
+        .unwrap();
+    let tail = String::from_utf8(tail).unwrap();
+    assert!(tail.starts_with("START RequestId: "), "{tail}");
+    for line in [
+        "\nstreaming for go-4\n",
+        "\nEND RequestId: ",
+        "\nREPORT RequestId: ",
+    ] {
+        assert!(tail.contains(line), "{line:?} missing from:\n{tail}");
+    }
+    assert!(
+        !tail.contains("go-3"),
+        "only this invocation's lines: {tail}"
+    );
+    assert!(stream.next_message().unwrap().is_none());
+
     server.stop();
     let log = server.stdout();
-    assert_eq!(log.matches("streamed: 202").count(), 3, "{log}");
-    assert_eq!(log.matches("REPORT RequestId: ").count(), 3, "{log}");
+    assert_eq!(log.matches("streamed: 202").count(), 4, "{log}");
+    assert_eq!(log.matches("REPORT RequestId: ").count(), 4, "{log}");
 }
 
 #[test]
@@ -823,7 +857,7 @@ fn a_timeout_while_streaming_ends_the_stream_with_the_timeout() {
     let function = inline_function(&env, "streamer", STREAMER);
     let server = start(&env, &function, &["--timeout", "2"]);
     // The gate never opens: the runtime is still streaming when the invocation times out.
-    let mut stream = server.invoke_streaming("streamer", br#"{"gate":"never"}"#);
+    let mut stream = server.invoke_streaming("streamer", br#"{"gate":"never"}"#, &[]);
     assert_eq!(message(&mut stream), payload_chunk(b"chunk-one"));
     let (event, payload) = message(&mut stream);
     assert_eq!(event, "InvokeComplete");

@@ -173,9 +173,14 @@ impl Server {
 
     /// `InvokeWithResponseStream` of function `name`, its answer read as it arrives; panics on
     /// an I/O error or a status other than 200.
-    pub fn invoke_streaming(&self, name: &str, payload: &[u8]) -> EventStream {
+    pub fn invoke_streaming(
+        &self,
+        name: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> EventStream {
         let path = format!("/2021-11-15/functions/{name}/response-streaming-invocations");
-        EventStream::open(&self.endpoint, &path, payload)
+        EventStream::open(&self.endpoint, &path, payload, headers)
             .unwrap_or_else(|e| panic!("POST {path}: {e}\nstderr:\n{}", self.stderr()))
     }
 
@@ -299,12 +304,21 @@ pub struct EventStream {
 }
 
 impl EventStream {
-    fn open(endpoint: &str, path: &str, payload: &[u8]) -> io::Result<EventStream> {
+    fn open(
+        endpoint: &str,
+        path: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> io::Result<EventStream> {
         let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
         let mut stream = TcpStream::connect(authority)?;
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
+        let fields: String = headers
+            .iter()
+            .map(|(name, value)| format!("{name}: {value}\r\n"))
+            .collect();
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\n{fields}Connection: close\r\n\r\n",
             payload.len()
         );
         stream.write_all(head.as_bytes())?;
