@@ -171,8 +171,8 @@ impl Server {
         self.request("POST", &path, payload, headers)
     }
 
-    /// `InvokeWithResponseStream` of function `name`, its answer read as it arrives; panics on
-    /// an I/O error or a status other than 200.
+    /// `InvokeWithResponseStream` of function `name` with `headers` added to the request, its
+    /// answer read as it arrives; panics on an I/O error or a status other than 200.
     pub fn invoke_streaming(
         &self,
         name: &str,
