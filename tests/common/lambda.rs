@@ -275,6 +275,19 @@ pub fn http_request(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> io::Result<Response> {
+    let mut reader = send(endpoint, method, path, body, headers)?;
+    read_response(&mut reader, method == "HEAD")
+}
+
+/// Sends one HTTP/1.1 request with a Content-Length body on a fresh connection to `endpoint`
+/// (`http://host:port`); returns the connection, to read the answer from.
+fn send(
+    endpoint: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> io::Result<BufReader<TcpStream>> {
     let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
     let authority = authority.trim_end_matches('/');
     let mut stream = TcpStream::connect(authority)?;
@@ -290,7 +303,7 @@ pub fn http_request(
     let mut bytes = request.into_bytes();
     bytes.extend_from_slice(body);
     stream.write_all(&bytes)?;
-    read_response(&mut BufReader::new(stream), method == "HEAD")
+    Ok(BufReader::new(stream))
 }
 
 /// An `InvokeWithResponseStream` answer (a chunked AWS event stream), read one event-stream
@@ -310,20 +323,7 @@ impl EventStream {
         payload: &[u8],
         headers: &[(&str, &str)],
     ) -> io::Result<EventStream> {
-        let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
-        let mut stream = TcpStream::connect(authority)?;
-        stream.set_read_timeout(Some(READ_TIMEOUT))?;
-        let fields: String = headers
-            .iter()
-            .map(|(name, value)| format!("{name}: {value}\r\n"))
-            .collect();
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\n{fields}Connection: close\r\n\r\n",
-            payload.len()
-        );
-        stream.write_all(head.as_bytes())?;
-        stream.write_all(payload)?;
-        let mut reader = BufReader::new(stream);
+        let mut reader = send(endpoint, "POST", path, payload, headers)?;
         let status = read_line(&mut reader)?;
         let headers = read_fields(&mut reader)?;
         if !status.starts_with("HTTP/1.1 200 ") {
