@@ -143,7 +143,7 @@ fn hybrid_hosts_enforce_memory_through_the_v1_controller() {
     cfg["annotations"] = json!({"com.runlambda.memory-mb": "128"});
     let bundle = env.bundle("b", &cfg);
     let pid = env.create("v1mem", &bundle);
-    let v1_leaf = common::v1_memory_mount()
+    let v1_leaf = common::v1_mount("memory")
         .expect("the hybrid guest has a v1 memory hierarchy")
         .join(&env.cgroup_parent)
         .join("v1mem");

@@ -124,6 +124,49 @@ fn a_hundred_warm_invokes_share_one_process_and_the_idle_environment_is_frozen()
 }
 
 #[test]
+fn every_process_of_the_environment_runs_in_lambdas_cpu_share() {
+    // 128 MB buys 7235 µs of CPU per 100,000. On a hybrid host the CPU limit lives in the v1
+    // cpu hierarchy, which the init joins by itself before anything of it runs.
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &["--memory", "128"]);
+    assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
+    let leaves = leaves(&env);
+    assert_eq!(leaves.len(), 1, "one environment: {leaves:?}");
+    let pids = |leaf: &Path| -> Vec<String> {
+        let mut pids: Vec<String> = fs::read_to_string(leaf.join("cgroup.procs"))
+            .unwrap()
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        pids.sort();
+        pids
+    };
+    let in_environment = pids(&leaves[0]);
+    assert_eq!(
+        in_environment.len(),
+        2,
+        "the init and the runtime: {in_environment:?}"
+    );
+    match common::v1_mount("cpu") {
+        Some(cpu) => {
+            let leaf = cpu
+                .join(&env.cgroup_parent)
+                .join(leaves[0].file_name().unwrap());
+            let read = |name: &str| fs::read_to_string(leaf.join(name)).unwrap();
+            assert_eq!(read("cpu.cfs_quota_us").trim(), "7235");
+            assert_eq!(read("cpu.cfs_period_us").trim(), "100000");
+            assert_eq!(pids(&leaf), in_environment);
+        }
+        None => {
+            let cpu_max = fs::read_to_string(leaves[0].join("cpu.max")).unwrap();
+            assert_eq!(cpu_max.trim(), "7235 100000");
+        }
+    }
+    assert_eq!(server.stop().code(), Some(0));
+}
+
+#[test]
 fn a_handler_error_is_a_200_with_the_unhandled_header_and_the_error_body() {
     let env = Env::with_config(HYBRID_OK);
     let function = readable(python_function(env.dir.path()));

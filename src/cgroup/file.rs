@@ -51,6 +51,19 @@ pub(super) fn write_if_present(path: &Path, value: &str) -> Result<bool, CgroupE
     Ok(true)
 }
 
+/// Opens the existing file `path` for a [`write_to`] later, perhaps by another process.
+pub(super) fn open_for_writing(path: &Path) -> Result<File, CgroupError> {
+    open_for_write(path).map_err(|source| CgroupError::Open {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Writes `value` to `file`, opened from `path` with [`open_for_writing`].
+pub(super) fn write_to(file: File, path: &Path, value: &str) -> Result<(), CgroupError> {
+    write_value(file, value).map_err(|source| write_error(path, value, source))
+}
+
 fn open_for_write(path: &Path) -> io::Result<File> {
     // O_TRUNC is what runc uses too: cgroupfs ignores it, and a plain file in a test needs it.
     OpenOptions::new().write(true).truncate(true).open(path)

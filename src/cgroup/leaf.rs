@@ -2,7 +2,7 @@
 //! limits (and undoing a half-made one), finding it again from its relative path, putting
 //! processes in it, reading its peak memory, and removing it.
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
@@ -17,6 +17,26 @@ use super::{file, CgroupError, CgroupHost, Limits, MemoryBackend};
 /// How long `destroy` keeps retrying a leaf the kernel still calls busy, in total about this
 /// much: a cgroup whose last process just exited can stay busy for a moment.
 const REMOVE_RETRY_LIMIT: Duration = Duration::from_millis(128);
+
+/// A v1 leaf's `tasks` file, opened by the runtime for the process that is to move itself in.
+#[derive(Debug)]
+pub struct V1Entry {
+    path: PathBuf,
+    file: File,
+}
+
+impl V1Entry {
+    /// Moves the calling thread into the leaf: the whole process, as long as it has no other
+    /// thread. `0` in `tasks` moves the writer's own thread, which the kernel does under
+    /// `cgroup_mutex` alone. Moving another process (its pid in `cgroup.procs`) also takes
+    /// `cgroup_threadgroup_rwsem`, whose first writer after a quiet spell waits for an RCU grace
+    /// period: 5-15 ms on the hosts measured, most of a cold start. The kernel checks the
+    /// credentials the file was opened with, so the move works from inside the environment's
+    /// namespaces too.
+    pub fn join(self) -> Result<(), CgroupError> {
+        file::write_to(self.file, &self.path, "0")
+    }
+}
 
 /// One environment's cgroup leaf: the same relative path in the cgroup2 hierarchy and in the
 /// v1 hierarchies that hold its limits.
@@ -200,16 +220,19 @@ impl Cgroup {
             })
     }
 
-    /// Moves process `pid` into each v1 leaf, so the v1 limits of a hybrid host apply to it;
-    /// cgroup2 membership comes from `CLONE_INTO_CGROUP`. Nothing to do on a pure v2 host.
-    pub fn attach_v1(&self, pid: i32) -> Result<(), CgroupError> {
-        for (_, leaf) in &self.v1 {
+    /// Opens the `tasks` file of each v1 leaf (none on a pure v2 host), for a process cloned
+    /// after this call to move itself in with [`V1Entry::join`] before anything of it runs;
+    /// cgroup2 membership comes from `CLONE_INTO_CGROUP`.
+    pub fn open_v1_entries(&self) -> Result<Vec<V1Entry>, CgroupError> {
+        self.v1
+            .iter()
             // An opened cgroup lists v1 leaves that `create` had no limit to make.
-            if leaf.is_dir() {
-                file::write(&leaf.join("cgroup.procs"), &pid.to_string())?;
-            }
-        }
-        Ok(())
+            .filter(|(_, leaf)| leaf.is_dir())
+            .map(|(_, leaf)| {
+                let path = leaf.join("tasks");
+                file::open_for_writing(&path).map(|file| V1Entry { path, file })
+            })
+            .collect()
     }
 
     /// Whether a memory controller covers this leaf, so its memory limit holds.
@@ -538,13 +561,34 @@ mod tests {
     }
 
     #[test]
-    fn attach_v1_writes_the_pid_to_the_v1_leaves_that_exist() {
+    fn v1_entries_open_the_tasks_of_the_v1_leaves_that_exist_and_join_writes_0() {
         let fake = FakeHost::hybrid(&["memory", "pids", "cpu"]);
-        let pids_leaf = fake.make("pids/env", &[("cgroup.procs", "")]);
+        let pids_leaf = fake.make("pids/env", &[("tasks", "")]);
         let cgroup = Cgroup::open(&fake.host, Path::new("env"));
-        cgroup.attach_v1(4242).unwrap();
-        assert_eq!(content(&pids_leaf, "cgroup.procs"), "4242");
+        let entries = cgroup.open_v1_entries().unwrap();
+        assert_eq!(entries.len(), 1, "{entries:?}");
+        assert_eq!(
+            content(&pids_leaf, "tasks"),
+            "",
+            "nothing written before the join"
+        );
+        for entry in entries {
+            entry.join().unwrap();
+        }
+        assert_eq!(content(&pids_leaf, "tasks"), "0");
         assert!(!fake.path("memory/env").exists());
+    }
+
+    #[test]
+    fn a_v1_leaf_without_its_tasks_file_is_named() {
+        let fake = FakeHost::hybrid(&["pids"]);
+        fake.make("pids/env", &[]);
+        let cgroup = Cgroup::open(&fake.host, Path::new("env"));
+        let err = cgroup.open_v1_entries().unwrap_err();
+        assert!(
+            matches!(&err, CgroupError::Open { path, .. } if path == &fake.path("pids/env/tasks")),
+            "{err:?}"
+        );
     }
 
     #[test]

@@ -22,7 +22,7 @@ pub mod systemd;
 pub use control::Freezer;
 pub use error::CgroupError;
 pub use host::{CgroupHost, HostKind, MemoryBackend};
-pub use leaf::Cgroup;
+pub use leaf::{Cgroup, V1Entry};
 pub use usage::{CpuUsage, MemoryUsage, PidsUsage, Usage};
 
 /// Memory that buys one full vCPU in Lambda, in MB.

@@ -25,7 +25,7 @@ use super::channel::Channel;
 use super::init::{Failure, Step};
 use super::seccomp::Filter;
 use super::{process, terminal};
-use crate::cgroup::Cgroup;
+use crate::cgroup::{Cgroup, V1Entry};
 use crate::exec::ExecError;
 use crate::spec::{NamespaceKind, ProcessSpec};
 use crate::state::{self, ProcessLiveness, Record};
@@ -97,6 +97,7 @@ pub fn spawn(record: &Record, cgroup: &Cgroup, exec: &ExecSpec) -> Result<Pid> {
     };
     let (parent_end, child_end) = Channel::pair().map_err(handshake)?;
     let cgroup_dir = cgroup.open_dir_fd()?;
+    let v1_entries = cgroup.open_v1_entries()?;
     let flags = if exec.detach {
         CloneFlags::CLONE_PARENT
     } else {
@@ -109,11 +110,11 @@ pub fn spawn(record: &Record, cgroup: &Cgroup, exec: &ExecSpec) -> Result<Pid> {
     match clone3(flags, Some(cgroup_dir.as_fd())).map_err(clone_error)? {
         Forked::Child => {
             drop(parent_end);
-            run_child(exec, &child_end, namespaces)
+            run_child(exec, &child_end, namespaces, v1_entries)
         }
         Forked::Parent { pid, pidfd } => {
-            drop((child_end, namespaces));
-            let result = watch_child(id, cgroup, pid, &parent_end);
+            drop((child_end, namespaces, v1_entries));
+            let result = watch_child(id, &parent_end);
             if result.is_err() {
                 // Half set up, it must not run; a detached one is our caller's to reap.
                 let _ = crate::sys::pidfd_send_signal(pidfd.as_fd(), Signal::SIGKILL as i32);
@@ -161,14 +162,13 @@ fn proc_name(kind: NamespaceKind) -> &'static str {
     }
 }
 
-/// The parent's half: put the child in the v1 leaves, let it go on, and learn whether it got
-/// as far as running the program.
-fn watch_child(id: &str, cgroup: &Cgroup, pid: Pid, channel: &Channel) -> Result<()> {
+/// The parent's half: let the child go on, and learn whether it got as far as running the
+/// program.
+fn watch_child(id: &str, channel: &Channel) -> Result<()> {
     let handshake = |source| ExecError::Handshake {
         id: id.to_owned(),
         source,
     };
-    cgroup.attach_v1(pid.as_raw())?;
     channel.send(&ToChild::Proceed).map_err(handshake)?;
     match channel.recv::<FromChild>().map_err(handshake)? {
         // `execve` closed the child's end, which is close-on-exec: the program runs.
@@ -183,9 +183,14 @@ fn watch_child(id: &str, cgroup: &Cgroup, pid: Pid, channel: &Channel) -> Result
 }
 
 /// The child's whole life; never returns.
-fn run_child(exec: &ExecSpec, channel: &Channel, namespaces: Vec<Namespace>) -> ! {
+fn run_child(
+    exec: &ExecSpec,
+    channel: &Channel,
+    namespaces: Vec<Namespace>,
+    v1_entries: Vec<V1Entry>,
+) -> ! {
     let late_filter = exec.filter.filter(|_| exec.process.no_new_privileges);
-    let failure = match prepare(exec, channel, namespaces) {
+    let failure = match prepare(exec, channel, namespaces, v1_entries) {
         Ok(executable) => match late_filter.map(Filter::load).transpose() {
             Ok(_) => Failure {
                 step: "executing the process",
@@ -209,6 +214,7 @@ fn prepare(
     exec: &ExecSpec,
     channel: &Channel,
     mut namespaces: Vec<Namespace>,
+    v1_entries: Vec<V1Entry>,
 ) -> Result<PathBuf, Failure> {
     // Until execve this is runlambda's own code: nothing in the container may attach to it.
     nix::sys::prctl::set_dumpable(false).step("making the process non-dumpable")?;
@@ -220,6 +226,11 @@ fn prepare(
                 reason: "the runtime went away".into(),
             })
         }
+    }
+    // Into every leaf before the program runs; alone, this single-threaded process moves
+    // without waiting (`V1Entry::join`).
+    for entry in v1_entries {
+        entry.join().step("joining the cgroup v1 leaves")?;
     }
     // Still on the host: lowering oom_score_adj and raising a hard rlimit need capabilities
     // in the initial user namespace, which joining the container's gives up.

@@ -27,6 +27,7 @@ use nix::unistd::sethostname;
 use super::channel::{Channel, FromInit, ToInit};
 use super::seccomp::Filter;
 use super::{mounts, process, rootfs, terminal};
+use crate::cgroup::V1Entry;
 use crate::hooks::{HookKind, HookState};
 use crate::spec::{EnvironmentSpec, NamespaceKind};
 
@@ -50,14 +51,15 @@ impl<T, E: std::fmt::Display> Step<T> for Result<T, E> {
 }
 
 /// The init's whole life; never returns. `namespaces` are the open files of the namespaces
-/// to join (all but pid, which the parent joined before cloning); `console` is the caller's
-/// console socket when the process has a terminal.
+/// to join (all but pid, which the parent joined before cloning); `v1_entries` the v1 leaves
+/// to move into; `console` is the caller's console socket when the process has a terminal.
 pub fn run(
     spec: &EnvironmentSpec,
     channel: Channel,
     notify: Option<UnixListener>,
     console: Option<UnixStream>,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
+    v1_entries: Vec<V1Entry>,
     filter: Option<&Filter>,
 ) -> ! {
     let lambda = notify.is_none();
@@ -66,7 +68,15 @@ pub fn run(
         Some(_) if !spec.process.no_new_privileges => (filter, None),
         _ => (None, filter),
     };
-    let (executable, hook_state) = match build(spec, &channel, console, namespaces, early_filter) {
+    let built = build(
+        spec,
+        &channel,
+        console,
+        namespaces,
+        v1_entries,
+        early_filter,
+    );
+    let (executable, hook_state) = match built {
         Ok(built) => built,
         Err(failure) => {
             let _ = channel.send(&FromInit::Failed {
@@ -132,6 +142,7 @@ fn build(
     channel: &Channel,
     console: Option<UnixStream>,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
+    v1_entries: Vec<V1Entry>,
     filter: Option<&Filter>,
 ) -> Result<(PathBuf, Option<HookState>), Failure> {
     // Until execve this process runs runlambda's own code inside the container: nothing in it
@@ -145,6 +156,11 @@ fn build(
                 reason: format!("expected Proceed, got {other:?}"),
             })
         }
+    }
+    // Into every leaf before anything of the environment can run or fork, and before hooks
+    // look at it; alone, this single-threaded process moves without waiting (`V1Entry::join`).
+    for entry in v1_entries {
+        entry.join().step("joining the cgroup v1 leaves")?;
     }
     if spec.creates(NamespaceKind::User) {
         // The parent mapped ids: become root of the new user namespace.

@@ -130,15 +130,24 @@ pub fn spawn(
         .transpose()?;
     let (parent_end, init_end) = Channel::pair().map_err(SandboxError::Handshake)?;
     let cgroup_dir = cgroup.open_dir_fd()?;
+    let v1_entries = cgroup.open_v1_entries()?;
     match clone3(flags, Some(cgroup_dir.as_fd())).map_err(SandboxError::Clone)? {
         Forked::Child => {
             // Nothing of the host may stay open in the environment's pid 1.
             drop((parent_end, cgroup_dir));
-            init::run(spec, init_end, notify, console, joined, filter.as_ref())
+            init::run(
+                spec,
+                init_end,
+                notify,
+                console,
+                joined,
+                v1_entries,
+                filter.as_ref(),
+            )
         }
         Forked::Parent { pid, pidfd } => {
-            drop((init_end, notify, console, joined));
-            prepare_init(id, spec, cgroup, pid, &parent_end)?;
+            drop((init_end, notify, console, joined, v1_entries));
+            prepare_init(id, spec, pid, &parent_end)?;
             Ok(Spawned {
                 pid,
                 pidfd,
@@ -153,7 +162,6 @@ pub fn spawn(
 fn prepare_init(
     id: &str,
     spec: &EnvironmentSpec,
-    cgroup: &Cgroup,
     pid: Pid,
     channel: &Channel,
 ) -> Result<(), SandboxError> {
@@ -164,16 +172,6 @@ fn prepare_init(
     channel
         .send(&ToInit::Proceed)
         .map_err(SandboxError::Handshake)?;
-    // A move into a v1 hierarchy waits for an RCU grace period (milliseconds), so it overlaps
-    // the init's building of the environment, which forks nothing: the init is in every leaf
-    // before it reports ready or asks for the hooks, and so before anything of it can run.
-    if let Err(e) = cgroup.attach_v1(pid.as_raw()) {
-        // An init that failed meanwhile has said why: that is the reason to report.
-        return Err(match channel.recv::<FromInit>() {
-            Ok(Some(FromInit::Failed { step, reason })) => SandboxError::Init { step, reason },
-            _ => e.into(),
-        });
-    }
     loop {
         match channel
             .recv::<FromInit>()

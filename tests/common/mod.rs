@@ -29,13 +29,13 @@ pub fn unified_mount() -> PathBuf {
         .expect("no cgroup2 mount on this host: runlambda needs one")
 }
 
-/// The mount point of a v1 memory hierarchy, if one is visible.
-pub fn v1_memory_mount() -> Option<PathBuf> {
+/// The mount point of the v1 hierarchy of `controller`, if one is visible.
+pub fn v1_mount(controller: &str) -> Option<PathBuf> {
     let text = fs::read_to_string(runlambda::mountinfo::SELF_MOUNTINFO).unwrap();
     runlambda::mountinfo::parse(&text)
         .unwrap()
         .into_iter()
-        .find(|m| m.fstype == "cgroup" && m.has_super_option("memory"))
+        .find(|m| m.fstype == "cgroup" && m.has_super_option(controller))
         .map(|m| m.mount_point)
 }
 
@@ -51,7 +51,7 @@ pub fn require_safe_cgroup_view() {
         return;
     }
     assert!(
-        v1_memory_mount().is_none(),
+        v1_mount("memory").is_none(),
         "the host's v1 memory cgroup hierarchy is visible: run the tests through \
          tests/cgroup-view.sh (e.g. `tests/cgroup-view.sh cargo test`)"
     );
