@@ -23,11 +23,9 @@
 //!   of spawn → ready). Also the `Init Duration` of the first REPORT line (the supervisor's
 //!   clock: runtime spawned → its first `next`) and the time from SIGINT to run's exit (the
 //!   Shutdown phase). The reference row runs `rust_echo` as a plain process against a TCP
-//!   listener in the bench: spawn → its first `GET next` arrives. Rounds alternate the two.
-//!   On a hybrid host a last row times the one step of `create` that the kernel makes slow
-//!   there: moving a new process into a new leaf of the v1 cpu hierarchy (a `cgroup.procs`
-//!   write, which waits for an RCU grace period); a pure cgroup v2 host has no such step
-//!   (`CLONE_INTO_CGROUP` places the init).
+//!   listener in the bench: spawn → its first `GET next` arrives. Rounds alternate the two,
+//!   each after a quiet spell, so that every `run` finds the kernel as a user's first one does
+//!   (some kernel steps are quicker right after others of their kind).
 //! - (b) **warm invoke latency**: one environment (`--provisioned 1`), a sequential keep-alive
 //!   HTTP/1.1 client (std `TcpStream`, `TCP_NODELAY`) posting a small JSON event to the Invoke
 //!   API; every invoke thaws the environment, and freezing is requested after it. The reference
@@ -101,6 +99,9 @@ const DEFAULT_MEMORY: usize = 1769;
 /// Lambda's (and runlambda's) default function memory.
 const LAMBDA_DEFAULT_MEMORY: u32 = 128;
 const COLD_WARMUPS: usize = 2;
+/// The idle time before each cold start: longer than the kernel's RCU grace periods, after
+/// which a cgroup move has no recent one to ride on.
+const COLD_QUIET: Duration = Duration::from_millis(100);
 /// Invokes per measured block; systems alternate block by block.
 const BLOCK: usize = 500;
 /// Untimed invokes per system before the blocks.
@@ -158,7 +159,7 @@ fn run() -> Result<()> {
         .prefix("runlambda-bench-invoke")
         .tempdir()
         .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
-    let bench = Bench::prepare(dir.path(), unified, mounts.v1_cpu.as_deref())?;
+    let bench = Bench::prepare(dir.path(), unified)?;
     println!();
     println!(
         "runlambda invoke bench: function {FUNCTION} (examples/rust_echo.rs, lambda_runtime), \
@@ -304,8 +305,6 @@ struct Mounts {
     unified: Option<PathBuf>,
     v1: Vec<PathBuf>,
     v1_memory: bool,
-    /// The v1 hierarchy of the `cpu` controller, on a hybrid host.
-    v1_cpu: Option<PathBuf>,
 }
 
 impl Mounts {
@@ -316,7 +315,6 @@ impl Mounts {
             unified: None,
             v1: Vec::new(),
             v1_memory: false,
-            v1_cpu: None,
         };
         for line in text.lines() {
             let Some((left, right)) = line.split_once(" - ") else {
@@ -331,9 +329,6 @@ impl Mounts {
                 Some(&"cgroup") => {
                     let options = fields.get(2).copied().unwrap_or_default();
                     mounts.v1_memory |= options.split(',').any(|o| o == "memory");
-                    if options.split(',').any(|o| o == "cpu") {
-                        mounts.v1_cpu = Some(point.clone());
-                    }
                     mounts.v1.push(point);
                 }
                 _ => {}
@@ -352,12 +347,10 @@ struct Bench {
     cgroup_parent: String,
     /// `<cgroup2 mount>/<cgroup_parent>`.
     leaves: PathBuf,
-    /// `<v1 cpu mount>/<cgroup_parent>` on a hybrid host.
-    v1_cpu_leaves: Option<PathBuf>,
 }
 
 impl Bench {
-    fn prepare(dir: &Path, unified: PathBuf, v1_cpu: Option<&Path>) -> Result<Bench> {
+    fn prepare(dir: &Path, unified: PathBuf) -> Result<Bench> {
         let runlambda = PathBuf::from(env!("CARGO_BIN_EXE_runlambda"));
         let rust_echo = rust_echo_binary(&runlambda)?;
         let cgroup_parent = format!("runlambda-bench-invoke-{}", std::process::id());
@@ -381,7 +374,6 @@ impl Bench {
             config,
             function,
             leaves: unified.join(&cgroup_parent),
-            v1_cpu_leaves: v1_cpu.map(|mount| mount.join(&cgroup_parent)),
             cgroup_parent,
         })
     }
@@ -1186,25 +1178,21 @@ struct Cold {
     runlambda: Vec<ColdSample>,
     /// spawn → first `GET next` of a plain `rust_echo`, in ms.
     plain: Vec<f64>,
-    /// One process moved into a new v1 cpu leaf, in ms (hybrid hosts).
-    v1_attach: Vec<f64>,
 }
 
 fn cold_starts(bench: &Bench, runs: usize, memory: u32) -> Result<Cold> {
     let mut cold = Cold {
         runlambda: Vec::new(),
         plain: Vec::new(),
-        v1_attach: Vec::new(),
     };
     for round in 0..COLD_WARMUPS + runs {
         let keep = round >= COLD_WARMUPS;
+        thread::sleep(COLD_QUIET);
         let sample = cold_runlambda(bench, memory)?;
         let plain = cold_plain(bench)?;
-        let v1_attach = bench.v1_cpu_leaves.as_deref().map(v1_attach).transpose()?;
         if keep {
             cold.runlambda.push(sample);
             cold.plain.push(plain);
-            cold.v1_attach.extend(v1_attach);
         }
     }
     Ok(cold)
@@ -1267,27 +1255,6 @@ fn cold_plain(bench: &Bench) -> Result<f64> {
     let _ = child.kill();
     let _ = child.wait();
     result.map_err(|e| format!("plain rust_echo: {e}"))
-}
-
-/// The write a hybrid host's `create` makes for the init's CPU limit: a new process into a new
-/// leaf of the v1 cpu hierarchy (`cgroup.procs`), under the parent runlambda uses.
-fn v1_attach(parent: &Path) -> Result<f64> {
-    let leaf = parent.join("bench-attach");
-    fs::create_dir_all(&leaf).map_err(|e| format!("cannot make {}: {e}", leaf.display()))?;
-    let mut child = Command::new("sleep")
-        .arg("60")
-        .spawn()
-        .map_err(|e| format!("cannot start sleep: {e}"))?;
-    let started = Instant::now();
-    let written = fs::write(leaf.join("cgroup.procs"), child.id().to_string());
-    let took = ms(started.elapsed());
-    let _ = child.kill();
-    let _ = child.wait();
-    let removed = fs::remove_dir(&leaf);
-    written
-        .and(removed)
-        .map_err(|e| format!("{}: {e}", leaf.display()))?;
-    Ok(took)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -1762,13 +1729,6 @@ fn print_cold(cold: &Cold, runs: usize) {
         &plain,
         true,
     );
-    if !cold.v1_attach.is_empty() {
-        row(
-            "hybrid host: a process into a new v1 cpu leaf (one write)",
-            &sorted(&cold.v1_attach),
-            false,
-        );
-    }
     println!("ratio = median / the reference's median");
 }
 
