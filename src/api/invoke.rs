@@ -320,17 +320,15 @@ pub type InvokeBody = UnsyncBoxBody<Bytes, Infallible>;
 /// buffered response (a streaming runtime may send more) becomes Lambda's size error; a
 /// streamed one is read whole first.
 pub async fn render_outcome(mut outcome: Outcome) -> Response<Full<Bytes>> {
-    let body = match outcome.body {
-        AnswerBody::Whole(body) => body,
-        AnswerBody::Streamed(streamed) => {
-            let content_type = outcome.content_type.take();
-            outcome = streamed
-                .collect(wire::MAX_RESPONSE, outcome.request_id)
-                .await;
-            outcome.content_type = outcome.content_type.or(content_type);
-            match outcome.body {
-                AnswerBody::Whole(ref body) => body.clone(),
-                AnswerBody::Streamed(_) => unreachable!("a collected answer is whole"),
+    let body = loop {
+        match outcome.body {
+            AnswerBody::Whole(body) => break body,
+            AnswerBody::Streamed(streamed) => {
+                let content_type = outcome.content_type.take();
+                outcome = streamed
+                    .collect(wire::MAX_RESPONSE, outcome.request_id)
+                    .await;
+                outcome.content_type = outcome.content_type.or(content_type);
             }
         }
     };
