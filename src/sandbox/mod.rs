@@ -1,7 +1,7 @@
 //! The kernel side of an environment: cloning the init into new namespaces and the cgroup
-//! leaf, the parent's half of the handshake (id maps, v1 cgroups), and — in the child — the
-//! init itself (`init`), which prepares the mounts (`mounts`, `rootfs`), the process
-//! (`process`, `seccomp`) and its terminal (`terminal`).
+//! leaf, the parent's half of the handshake (id maps, hooks), and — in the child — the init
+//! itself (`init`), which joins its v1 cgroup leaves, prepares the mounts (`mounts`, `rootfs`),
+//! the process (`process`, `seccomp`) and its terminal (`terminal`).
 
 pub mod channel;
 pub mod exec;
