@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use common::lambda::{header, python_function, rust_function, Server};
-use common::{eventually, unified_mount, Env};
+use common::{cgroup_procs, eventually, unified_mount, Env};
 use serde_json::{json, Value};
 
 /// A runtime config that lets Lambda environments run where no memory controller exists (the
@@ -41,6 +41,15 @@ fn start(env: &Env, function: &Path, extra: &[&str]) -> Server {
     let mut cmd = env.command(&["run", function.to_str().unwrap()]);
     cmd.args(extra);
     Server::spawn(cmd)
+}
+
+/// A log tail as Lambda returns it (base64), as text.
+fn decoded_log(encoded: &str) -> String {
+    use base64::Engine;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(encoded)
+        .unwrap();
+    String::from_utf8(bytes).unwrap()
 }
 
 fn json_body(response: &common::lambda::Response) -> Value {
@@ -133,16 +142,7 @@ fn every_process_of_the_environment_runs_in_lambdas_cpu_share() {
     assert_eq!(server.invoke("python-echo", b"{}", &[]).status, 200);
     let leaves = leaves(&env);
     assert_eq!(leaves.len(), 1, "one environment: {leaves:?}");
-    let pids = |leaf: &Path| -> Vec<String> {
-        let mut pids: Vec<String> = fs::read_to_string(leaf.join("cgroup.procs"))
-            .unwrap()
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        pids.sort();
-        pids
-    };
-    let in_environment = pids(&leaves[0]);
+    let in_environment = cgroup_procs(&leaves[0]);
     assert_eq!(
         in_environment.len(),
         2,
@@ -156,7 +156,7 @@ fn every_process_of_the_environment_runs_in_lambdas_cpu_share() {
             let read = |name: &str| fs::read_to_string(leaf.join(name)).unwrap();
             assert_eq!(read("cpu.cfs_quota_us").trim(), "7235");
             assert_eq!(read("cpu.cfs_period_us").trim(), "100000");
-            assert_eq!(pids(&leaf), in_environment);
+            assert_eq!(cgroup_procs(&leaf), in_environment);
         }
         None => {
             let cpu_max = fs::read_to_string(leaves[0].join("cpu.max")).unwrap();
@@ -327,11 +327,7 @@ fn the_log_tail_holds_the_invocations_log_lines() {
         br#"{"print":"hello from the function"}"#,
         &[("X-Amz-Log-Type", "Tail")],
     );
-    use base64::Engine;
-    let log = base64::engine::general_purpose::STANDARD
-        .decode(header(&response, "x-amz-log-result").expect("X-Amz-Log-Result"))
-        .unwrap();
-    let log = String::from_utf8(log).unwrap();
+    let log = decoded_log(header(&response, "x-amz-log-result").expect("X-Amz-Log-Result"));
     let id = header(&response, "x-amzn-requestid").unwrap();
     for line in [
         format!("START RequestId: {id} Version: $LATEST"),
@@ -869,11 +865,7 @@ fn a_streamed_response_reaches_the_caller_chunk_by_chunk() {
     let (event, payload) = message(&mut stream);
     assert_eq!(event, "InvokeComplete");
     let complete: Value = serde_json::from_slice(&payload).unwrap();
-    use base64::Engine;
-    let tail = base64::engine::general_purpose::STANDARD
-        .decode(complete["LogResult"].as_str().expect("LogResult"))
-        .unwrap();
-    let tail = String::from_utf8(tail).unwrap();
+    let tail = decoded_log(complete["LogResult"].as_str().expect("LogResult"));
     assert!(tail.starts_with("START RequestId: "), "{tail}");
     for line in [
         "\nstreaming for go-4\n",

@@ -35,11 +35,7 @@ fn remove(env: &Env, id: &str, init: i32) {
 
 /// The pids in the container's cgroup.procs.
 fn cgroup_procs(env: &Env, id: &str) -> BTreeSet<i32> {
-    fs::read_to_string(env.cgroup_dir(id).join("cgroup.procs"))
-        .unwrap()
-        .lines()
-        .map(|line| line.parse().unwrap())
-        .collect()
+    common::cgroup_procs(&env.cgroup_dir(id))
 }
 
 #[test]

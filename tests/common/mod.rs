@@ -39,6 +39,15 @@ pub fn v1_mount(controller: &str) -> Option<PathBuf> {
         .map(|m| m.mount_point)
 }
 
+/// The pids in the `cgroup.procs` of cgroup directory `dir`.
+pub fn cgroup_procs(dir: &Path) -> std::collections::BTreeSet<i32> {
+    fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap()
+        .lines()
+        .map(|line| line.parse().unwrap())
+        .collect()
+}
+
 /// Fails the test, with the reason, when the host's v1 memory hierarchy is visible: these tests
 /// create cgroups, and must never do so there.
 pub fn require_safe_cgroup_view() {
