@@ -15,6 +15,7 @@ use nix::sys::socket::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use super::seccomp::Filter;
 use crate::hooks::HookState;
 
 /// What the init tells `create`, and in a Lambda environment then the supervisor.
@@ -47,6 +48,9 @@ pub enum ToInit {
     /// The runtime's hooks ran: run the container's own (`createContainer` now,
     /// `startContainer` at `start`) with this state on their stdin.
     RunHooks { state: HookState },
+    /// The container's seccomp filter, compiled while the init built the environment (after
+    /// the hooks, when there are any); `None` when the container has none.
+    Seccomp { filter: Option<Filter> },
     /// Start a process; its stdout and stderr arrive as two fds with the message.
     Spawn {
         args: Vec<String>,
@@ -65,7 +69,7 @@ pub enum ToInit {
 pub struct Channel(OwnedFd);
 
 /// The largest message: a failure reason with a long path fits many times over.
-const MAX_MESSAGE: usize = 64 * 1024;
+pub(super) const MAX_MESSAGE: usize = 64 * 1024;
 
 impl Channel {
     /// A connected pair: (the parent's end, the init's end).

@@ -60,23 +60,10 @@ pub fn run(
     console: Option<UnixStream>,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
     v1_entries: Vec<V1Entry>,
-    filter: Option<&Filter>,
 ) -> ! {
     let lambda = notify.is_none();
-    let (early_filter, late_filter) = match filter {
-        Some(_) if lambda => (None, None),
-        Some(_) if !spec.process.no_new_privileges => (filter, None),
-        _ => (None, filter),
-    };
-    let built = build(
-        spec,
-        &channel,
-        console,
-        namespaces,
-        v1_entries,
-        early_filter,
-    );
-    let (executable, hook_state) = match built {
+    let built = build(spec, &channel, console, namespaces, v1_entries, lambda);
+    let (executable, hook_state, filter) = match built {
         Ok(built) => built,
         Err(failure) => {
             let _ = channel.send(&FromInit::Failed {
@@ -92,7 +79,7 @@ pub fn run(
     let Some(notify) = notify else {
         // A Lambda environment: the init stays pid 1 and serves the supervisor.
         let start_hooks = hook_state.map(|state| (&spec.hooks, state));
-        super::lambda_init::serve(channel, &spec.process, filter, start_hooks);
+        super::lambda_init::serve(channel, &spec.process, filter.as_ref(), start_hooks);
     };
     drop(channel);
     let Ok(mut start) = wait_for_start(&notify) else {
@@ -115,7 +102,7 @@ pub fn run(
         crate::sys::exit_now(1);
     }
     drop(start);
-    if let Some(filter) = late_filter {
+    if let Some(filter) = filter {
         if let Err(e) = filter.load() {
             eprintln!("runlambda: container init: loading the seccomp filter: {e}");
             crate::sys::exit_now(127);
@@ -135,16 +122,17 @@ pub fn run(
     crate::sys::exit_now(127);
 }
 
-/// Builds the environment; returns the program to exec, and the state for the
-/// `startContainer` hooks when the container has hooks.
+/// Builds the environment; returns the program to exec, the state for the `startContainer`
+/// hooks when the container has hooks, and the seccomp filter still to load (by the init right
+/// before `execve`, or in a Lambda environment by each process it starts).
 fn build(
     spec: &EnvironmentSpec,
     channel: &Channel,
     console: Option<UnixStream>,
     namespaces: Vec<(NamespaceKind, OwnedFd)>,
     v1_entries: Vec<V1Entry>,
-    filter: Option<&Filter>,
-) -> Result<(PathBuf, Option<HookState>), Failure> {
+    lambda: bool,
+) -> Result<(PathBuf, Option<HookState>, Option<Filter>), Failure> {
     // Until execve this process runs runlambda's own code inside the container: nothing in it
     // may open our /proc/PID/exe or attach to us.
     nix::sys::prctl::set_dumpable(false).step("making the init non-dumpable")?;
@@ -209,15 +197,33 @@ fn build(
     process::apply_rlimits(&spec.process).step("setting rlimits")?;
     let executable =
         process::resolve_executable(&spec.process).step("looking up process.args[0]")?;
-    if let Some(filter) = filter {
-        filter.load().step("loading the seccomp filter")?;
-    }
+    // As late as the environment allows, so that `create` compiled it meanwhile.
+    let filter = match receive_filter(channel)? {
+        // Without no_new_privs only CAP_SYS_ADMIN may load a filter: now, before the user
+        // and capabilities change.
+        Some(filter) if !lambda && !spec.process.no_new_privileges => {
+            filter.load().step("loading the seccomp filter")?;
+            None
+        }
+        filter => filter,
+    };
     process::become_user(&spec.process).step("setting the user and capabilities")?;
     process::finish(&spec.process).step("preparing the process")?;
     // Only stdio, activation sockets and preserved fds may reach the container's process.
     crate::sys::cloexec_from(3 + spec.listen_fds + spec.preserve_fds)
         .step("closing inherited file descriptors")?;
-    Ok((executable, hook_state))
+    Ok((executable, hook_state, filter))
+}
+
+fn receive_filter(channel: &Channel) -> Result<Option<Filter>, Failure> {
+    const STEP: &str = "waiting for the seccomp filter";
+    match channel.recv::<ToInit>().step(STEP)? {
+        Some(ToInit::Seccomp { filter }) => Ok(filter),
+        other => Err(Failure {
+            step: STEP,
+            reason: format!("expected Seccomp, got {other:?}"),
+        }),
+    }
 }
 
 fn path_failure(step: &'static str, path: &std::path::Path, e: nix::Error) -> Failure {

@@ -160,7 +160,7 @@ fn handle_command(
         }
         ToInit::Exit { code } => empty_and_exit(code),
         // These belong to the setup handshake, which is over.
-        ToInit::Proceed | ToInit::RunHooks { .. } => {}
+        ToInit::Proceed | ToInit::RunHooks { .. } | ToInit::Seccomp { .. } => {}
     }
 }
 

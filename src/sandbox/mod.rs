@@ -81,8 +81,8 @@ pub struct Spawned {
 /// A plain container's init waits on `notify` for `start`; without one (a Lambda environment)
 /// it serves the returned channel instead. With `console` (the caller's console socket,
 /// connected) the init sends the process's terminal there. While the init builds the
-/// environment, the `prestart` and `createRuntime` hooks run here; `id` is the container's,
-/// for their state.
+/// environment, the seccomp filter is compiled and the `prestart` and `createRuntime` hooks run
+/// here; `id` is the container's, for their state.
 ///
 /// Must be called while the process is single-threaded (see [`crate::sys::clone3`]). On error
 /// the init may still exist: the caller kills the cgroup.
@@ -122,12 +122,6 @@ pub fn spawn(
         .fold(CloneFlags::CLONE_PARENT, |flags, ns| {
             flags | ns.kind.clone_flag()
         });
-    // Compiled here, where a failure is an error of `create`; the init only loads it.
-    let filter = spec
-        .seccomp
-        .as_ref()
-        .map(seccomp::Filter::compile)
-        .transpose()?;
     let (parent_end, init_end) = Channel::pair().map_err(SandboxError::Handshake)?;
     let cgroup_dir = cgroup.open_dir_fd()?;
     let v1_entries = cgroup.open_v1_entries()?;
@@ -135,15 +129,7 @@ pub fn spawn(
         Forked::Child => {
             // Nothing of the host may stay open in the environment's pid 1.
             drop((parent_end, cgroup_dir));
-            init::run(
-                spec,
-                init_end,
-                notify,
-                console,
-                joined,
-                v1_entries,
-                filter.as_ref(),
-            )
+            init::run(spec, init_end, notify, console, joined, v1_entries)
         }
         Forked::Parent { pid, pidfd } => {
             drop((init_end, notify, console, joined, v1_entries));
@@ -158,7 +144,9 @@ pub fn spawn(
 }
 
 /// The parent's half of the handshake: what must happen to the init from outside before it may
-/// build the environment, the runtime's hooks when its mounts are made, then its verdict.
+/// build the environment; then, while it builds, the seccomp filter (compiled here, where a
+/// failure is an error of `create`, but off the init's path) and the runtime's hooks when its
+/// mounts are made; then its verdict.
 fn prepare_init(
     id: &str,
     spec: &EnvironmentSpec,
@@ -169,33 +157,40 @@ fn prepare_init(
         write_id_map(pid, "uid_map", &spec.uid_mappings)?;
         write_id_map(pid, "gid_map", &spec.gid_mappings)?;
     }
-    channel
-        .send(&ToInit::Proceed)
-        .map_err(SandboxError::Handshake)?;
-    loop {
-        match channel
-            .recv::<FromInit>()
-            .map_err(SandboxError::Handshake)?
-        {
-            Some(FromInit::Ready) => return Ok(()),
-            Some(FromInit::HooksDue) => {
-                let state = spec.hook_state(id, pid.as_raw());
-                spec.hooks.run(HookKind::Prestart, &state)?;
-                spec.hooks.run(HookKind::CreateRuntime, &state)?;
-                channel
-                    .send(&ToInit::RunHooks { state })
-                    .map_err(SandboxError::Handshake)?;
-            }
-            Some(FromInit::Failed { step, reason }) => {
-                return Err(SandboxError::Init { step, reason })
-            }
-            Some(other) => {
-                return Err(SandboxError::Handshake(std::io::Error::other(format!(
-                    "unexpected {other:?} during setup"
-                ))))
-            }
-            None => return Err(SandboxError::InitDied),
-        }
+    send(channel, &ToInit::Proceed)?;
+    let filter = spec
+        .seccomp
+        .as_ref()
+        .map(seccomp::Filter::compile)
+        .transpose()?;
+    if spec.hooks.involve_init() {
+        expect(channel, |m| matches!(m, FromInit::HooksDue))?;
+        let state = spec.hook_state(id, pid.as_raw());
+        spec.hooks.run(HookKind::Prestart, &state)?;
+        spec.hooks.run(HookKind::CreateRuntime, &state)?;
+        send(channel, &ToInit::RunHooks { state })?;
+    }
+    send(channel, &ToInit::Seccomp { filter })?;
+    expect(channel, |m| matches!(m, FromInit::Ready))
+}
+
+fn send(channel: &Channel, message: &ToInit) -> Result<(), SandboxError> {
+    channel.send(message).map_err(SandboxError::Handshake)
+}
+
+/// Waits for the init's next message, which must be the one `wanted` accepts; a failure it
+/// reports is the error.
+fn expect(channel: &Channel, wanted: fn(&FromInit) -> bool) -> Result<(), SandboxError> {
+    match channel
+        .recv::<FromInit>()
+        .map_err(SandboxError::Handshake)?
+    {
+        Some(message) if wanted(&message) => Ok(()),
+        Some(FromInit::Failed { step, reason }) => Err(SandboxError::Init { step, reason }),
+        Some(other) => Err(SandboxError::Handshake(std::io::Error::other(format!(
+            "unexpected {other:?} during setup"
+        )))),
+        None => Err(SandboxError::InitDied),
     }
 }
 

@@ -1,7 +1,8 @@
 //! Seccomp filters: a checked profile ([`Seccomp`]) compiled to a BPF program with libseccomp
-//! before the clone, in the runtime's own process, and loaded with a single `seccomp(2)` call
-//! by the process it confines — the last thing that process does before `execve`, so none of
-//! the runtime's own setup runs under the container's rules.
+//! in the runtime's own process — `create` compiles it while the init builds the environment
+//! and hands it over on their channel — and loaded with a single `seccomp(2)` call by the
+//! process it confines: the last thing that process does before `execve`, so none of the
+//! runtime's own setup runs under the container's rules.
 //!
 //! The compilation follows runc's, so that profiles written for docker, podman and runc mean
 //! the same here: syscall names unknown to libseccomp are skipped (profiles name syscalls newer
@@ -11,10 +12,12 @@
 
 use std::io::{self, Read, Seek};
 
+use base64::Engine;
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
 };
 use oci_spec::runtime::{Arch, LinuxSeccompOperator};
+use serde::{Deserialize, Serialize};
 
 use crate::spec::{Seccomp, SeccompAction, SeccompFlag, SyscallRule};
 
@@ -42,10 +45,71 @@ pub enum SeccompError {
     Read(#[source] io::Error),
 }
 
-/// A compiled filter, ready to load.
+/// A compiled filter, ready to load. It crosses the channel to the init as the program's
+/// bytes in base64: the largest program the kernel loads (4,096 instructions) fits in one
+/// message.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(into = "Program", try_from = "Program")]
 pub struct Filter {
     program: Vec<libc::sock_filter>,
     flags: libc::c_ulong,
+}
+
+/// A [`Filter`] as it travels.
+#[derive(Serialize, Deserialize)]
+struct Program {
+    bpf: String,
+    flags: libc::c_ulong,
+}
+
+impl From<Filter> for Program {
+    fn from(filter: Filter) -> Program {
+        let bytes: Vec<u8> = filter
+            .program
+            .iter()
+            .flat_map(|insn| {
+                let mut bytes = [0u8; 8];
+                bytes[..2].copy_from_slice(&insn.code.to_ne_bytes());
+                bytes[2] = insn.jt;
+                bytes[3] = insn.jf;
+                bytes[4..].copy_from_slice(&insn.k.to_ne_bytes());
+                bytes
+            })
+            .collect();
+        Program {
+            bpf: base64::engine::general_purpose::STANDARD.encode(bytes),
+            flags: filter.flags,
+        }
+    }
+}
+
+impl TryFrom<Program> for Filter {
+    type Error = String;
+
+    fn try_from(program: Program) -> Result<Filter, String> {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(&program.bpf)
+            .map_err(|e| format!("seccomp program: {e}"))?;
+        if bytes.len() % std::mem::size_of::<libc::sock_filter>() != 0 {
+            return Err(format!(
+                "seccomp program: {} bytes is not a whole number of instructions",
+                bytes.len()
+            ));
+        }
+        Ok(Filter {
+            program: instructions(&bytes),
+            flags: program.flags,
+        })
+    }
+}
+
+impl std::fmt::Debug for Filter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Filter")
+            .field("instructions", &self.program.len())
+            .field("flags", &self.flags)
+            .finish()
+    }
 }
 
 impl Filter {
@@ -154,16 +218,20 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
     file.rewind()
         .and_then(|()| file.read_to_end(&mut bytes))
         .map_err(SeccompError::Read)?;
-    let size = std::mem::size_of::<libc::sock_filter>();
-    Ok(bytes
-        .chunks_exact(size)
+    Ok(instructions(&bytes))
+}
+
+/// The instructions of a program of whole instructions, in the kernel's layout.
+fn instructions(bytes: &[u8]) -> Vec<libc::sock_filter> {
+    bytes
+        .chunks_exact(std::mem::size_of::<libc::sock_filter>())
         .map(|insn| libc::sock_filter {
             code: u16::from_ne_bytes([insn[0], insn[1]]),
             jt: insn[2],
             jf: insn[3],
             k: u32::from_ne_bytes([insn[4], insn[5], insn[6], insn[7]]),
         })
-        .collect())
+        .collect()
 }
 
 fn action(action: SeccompAction) -> ScmpAction {
@@ -287,6 +355,43 @@ mod tests {
             })
             .collect();
         Filter::compile(&profile(vec![personality])).unwrap();
+    }
+
+    #[test]
+    fn a_filter_crosses_the_channel_unchanged() {
+        let filter = Filter::compile(&profile(vec![rule(
+            0,
+            &["read", "write"],
+            SeccompAction::Allow,
+        )]))
+        .unwrap();
+        let json = serde_json::to_vec(&filter).unwrap();
+        let back: Filter = serde_json::from_slice(&json).unwrap();
+        let fields = |f: &Filter| {
+            let insns: Vec<_> = f
+                .program
+                .iter()
+                .map(|i| (i.code, i.jt, i.jf, i.k))
+                .collect();
+            (insns, f.flags)
+        };
+        assert_eq!(fields(&back), fields(&filter));
+        // The kernel's longest program still fits in one channel message.
+        let longest = Filter {
+            program: vec![filter.program[0]; 4096],
+            flags: 0,
+        };
+        assert!(serde_json::to_vec(&longest).unwrap().len() < super::super::channel::MAX_MESSAGE);
+    }
+
+    #[test]
+    fn a_program_cut_mid_instruction_is_refused() {
+        let err = serde_json::from_str::<Filter>(r#"{"bpf":"AAAA","flags":0}"#).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a whole number of instructions"),
+            "{err}"
+        );
     }
 
     #[test]
