@@ -65,6 +65,10 @@ pub enum Command {
         /// Make it a Lambda environment whatever its annotations say (used by `run`).
         #[arg(long, hide = true)]
         lambda: bool,
+        /// Start it once created, as `start` would; a Lambda environment begins Init at once
+        /// (used by `run`).
+        #[arg(long, hide = true)]
+        start: bool,
         id: String,
     },
     /// Serve a Lambda function (a directory or OCI bundle) behind the AWS Invoke API.

@@ -41,6 +41,9 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     /// Where to send the process's terminal (`--console-socket`, with process.terminal).
     pub console_socket: Option<PathBuf>,
+    /// Start the container once created, as `start` would (`runlambda run`): a Lambda
+    /// environment's supervisor begins Init at once instead of waiting to be asked.
+    pub start: bool,
 }
 
 /// The runtime as one CLI call sees it: where state lives and the runtime config.
@@ -113,7 +116,8 @@ impl Runtime {
         })
     }
 
-    /// Builds the environment of a new container and leaves its init waiting for `start`.
+    /// Builds the environment of a new container and leaves its init waiting for `start`
+    /// (unless `options.start` asks to start it too).
     pub fn create(&self, id: &str, bundle_dir: &Path, options: &CreateOptions) -> Result<()> {
         let mut spec = bundle::load(bundle_dir, &self.config, options.lambda)?;
         // A Lambda environment's processes are the init's children, not its exec: no
@@ -122,14 +126,13 @@ impl Runtime {
             spec.listen_fds = options.listen_fds;
         }
         spec.preserve_fds = options.preserve_fds;
-        let pid_file = options.pid_file.as_deref();
         if spec.is_lambda() && !spec.has(NamespaceKind::Network) {
             return Err(Error::LambdaNeedsNetwork);
         }
         let console = console::connect(spec.process.terminal, options.console_socket.as_deref())?;
         let host = self.cgroup_host()?;
         let dir = StateDir::create(&self.root, id)?;
-        let built = self.build(&dir, &spec, &host, pid_file, console);
+        let built = self.build(&dir, &spec, &host, options, console);
         if built.is_err() {
             // Nothing of a failed create may remain; the first error is the one to report.
             let _ = dir.remove();
@@ -137,8 +140,14 @@ impl Runtime {
             let _ = spec
                 .hooks
                 .run_each(HookKind::Poststop, &spec.hook_state(id, 0));
+            return built;
         }
-        built
+        match options.start {
+            false => Ok(()),
+            // Its supervisor began Init already: what is left of `start` is the hooks.
+            true if spec.is_lambda() => run_poststart(&self.find(id)?),
+            true => self.start(id),
+        }
     }
 
     fn build(
@@ -146,7 +155,7 @@ impl Runtime {
         dir: &StateDir,
         spec: &EnvironmentSpec,
         host: &CgroupHost,
-        pid_file: Option<&Path>,
+        options: &CreateOptions,
         console: Option<UnixStream>,
     ) -> Result<()> {
         let cgroup_path = self.cgroup_path(spec, dir.id())?;
@@ -156,7 +165,7 @@ impl Runtime {
             &spec.limits,
             self.config.allow_unenforced_memory,
         )?;
-        let result = self.spawn_and_record(dir, spec, &cgroup, pid_file, console);
+        let result = self.spawn_and_record(dir, spec, &cgroup, options, console);
         if result.is_err() {
             let _ = cgroup.kill(CGROUP_TIMEOUT);
             let _ = cgroup.destroy();
@@ -169,10 +178,14 @@ impl Runtime {
         dir: &StateDir,
         spec: &EnvironmentSpec,
         cgroup: &Cgroup,
-        pid_file: Option<&Path>,
+        options: &CreateOptions,
         console: Option<UnixStream>,
     ) -> Result<()> {
-        let notify = dir.bind_socket(state::NOTIFY_SOCKET)?;
+        // Its absence marks a started container: a Lambda environment started at once has none.
+        let notify = match spec.is_lambda() && options.start {
+            true => None,
+            false => Some(dir.bind_socket(state::NOTIFY_SOCKET)?),
+        };
         // A Lambda environment also gets the Runtime API's socket directory mounted inside.
         let lambda_spec;
         let (spec, runtime_unix) = if spec.is_lambda() {
@@ -184,9 +197,9 @@ impl Runtime {
         };
         // A plain init waits for `start` itself; a Lambda environment's supervisor does.
         let (init_notify, supervisor_notify) = if spec.is_lambda() {
-            (None, Some(notify))
+            (None, notify)
         } else {
-            (Some(notify), None)
+            (notify, None)
         };
         let spawned = sandbox::spawn(dir.id(), spec, cgroup, init_notify, console)?;
         let pid_start_time = state::proc_stat(spawned.pid)
@@ -212,15 +225,16 @@ impl Runtime {
             seccomp: spec.seccomp.clone(),
             hooks: spec.hooks.clone(),
         })?;
-        if let (Some(notify), Some(runtime_unix)) = (supervisor_notify, runtime_unix) {
+        if let Some(runtime_unix) = runtime_unix {
             let function = lambda::function(spec, memory == MemoryLimit::Enforced);
-            let listeners = lambda::bind_listeners(dir, spec, spawned.pid, notify, runtime_unix)?;
+            let listeners =
+                lambda::bind_listeners(dir, spec, spawned.pid, supervisor_notify, runtime_unix)?;
             lambda::start_supervisor(spec, function, cgroup, spawned, listeners)?;
         }
-        if let Some(path) = pid_file {
+        if let Some(path) = &options.pid_file {
             state::write_atomic(path, record_pid.to_string().as_bytes(), 0o644).map_err(
                 |source| Error::PidFile {
-                    path: path.to_path_buf(),
+                    path: path.clone(),
                     source: Box::new(source),
                 },
             )?;
@@ -276,13 +290,7 @@ impl Runtime {
             }
             _ => {}
         }
-        let hooks = &container.record.hooks;
-        if let Err(e) = hooks.run(HookKind::Poststart, &container.hook_state()) {
-            // As runc does, and the runtime-spec asks since 1.3: the container does not run on.
-            let _ = container.cgroup.kill(CGROUP_TIMEOUT);
-            return Err(e.into());
-        }
-        Ok(())
+        run_poststart(&container)
     }
 
     /// The state JSON of one container.
@@ -511,6 +519,17 @@ impl Container {
             memory_limit: self.record.memory,
         }
     }
+}
+
+/// The `poststart` hooks of a container that has just started. A failed one leaves it stopped:
+/// as runc does, and the runtime-spec asks since 1.3, the container does not run on.
+fn run_poststart(container: &Container) -> Result<()> {
+    let hooks = &container.record.hooks;
+    if let Err(e) = hooks.run(HookKind::Poststart, &container.hook_state()) {
+        let _ = container.cgroup.kill(CGROUP_TIMEOUT);
+        return Err(e.into());
+    }
+    Ok(())
 }
 
 /// Asks the init on the notify socket to start; `Some` with the init's reason when it refused.

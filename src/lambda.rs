@@ -90,7 +90,7 @@ pub fn bind_listeners(
     dir: &StateDir,
     spec: &EnvironmentSpec,
     init: Pid,
-    notify: UnixListener,
+    notify: Option<UnixListener>,
     runtime_unix: UnixListener,
 ) -> Result<Listeners> {
     let invoke = dir.bind_socket(state::INVOKE_SOCKET)?;

@@ -74,6 +74,7 @@ fn run(cli: Cli, logger: &mut Logger) -> Result<()> {
             no_pivot: _,
             no_new_keyring: _,
             lambda,
+            start,
             id,
         } => {
             let bundle = std::path::absolute(&bundle).unwrap_or(bundle);
@@ -83,6 +84,7 @@ fn run(cli: Cli, logger: &mut Logger) -> Result<()> {
                 listen_fds: runlambda::activation::inherited(),
                 preserve_fds,
                 console_socket,
+                start,
             };
             runtime.create(&id, &bundle, &options)
         }

@@ -261,7 +261,12 @@ async fn new_environment(pool: &Shared) -> Result<String> {
         p.next_id += 1;
         let id = format!("{}-{}-{}", p.options.name, std::process::id(), p.next_id);
         let mut args = p.options.global_args.clone();
-        args.extend(["create".into(), "--lambda".into(), "--bundle".into()]);
+        args.extend([
+            "create".into(),
+            "--lambda".into(),
+            "--start".into(),
+            "--bundle".into(),
+        ]);
         args.push(p.options.bundle.display().to_string());
         args.extend([
             "--pid-file".into(),
@@ -283,6 +288,7 @@ async fn new_environment(pool: &Shared) -> Result<String> {
     Ok(id)
 }
 
+/// Runs `runlambda create --start`, whose environment begins Init at once; returns its init.
 async fn create(args: &[String], id: &str, pool: &Shared) -> Result<Pid> {
     let exe = std::env::current_exe().map_err(|source| Error::Io {
         what: "find the runlambda binary".into(),
@@ -305,9 +311,14 @@ async fn create(args: &[String], id: &str, pool: &Shared) -> Result<Pid> {
             source: std::io::Error::other(format!("runlambda create exited with {status}")),
         });
     }
-    let pid_text = std::fs::read_to_string(pid_file(&root, id)).unwrap_or_default();
-    pool.borrow().runtime.start(id)?;
-    let pid = pid_text.trim().parse().unwrap_or(0);
+    let path = pid_file(&root, id);
+    let pid = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|text| text.trim().parse().ok())
+        .ok_or_else(|| Error::Supervisor {
+            id: id.to_string(),
+            source: std::io::Error::other(format!("no pid in {}", path.display())),
+        })?;
     Ok(Pid::from_raw(pid))
 }
 

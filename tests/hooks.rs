@@ -43,6 +43,19 @@ fn write_logging_hook(path: &Path) {
     fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
 }
 
+/// The (hook, container status) pairs the logging hook wrote, in order.
+fn logged(log: &Path) -> Vec<(String, String)> {
+    fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut words = line.split(' ');
+            let mut word = || words.next().unwrap_or_default().to_string();
+            (word(), word())
+        })
+        .collect()
+}
+
 /// The mount namespace of a process, as `readlink /proc/PID/ns/mnt` prints it.
 fn mount_ns(pid: &str) -> String {
     fs::read_link(format!("/proc/{pid}/ns/mnt"))
@@ -258,21 +271,47 @@ fn a_lambda_environment_runs_its_hooks_at_create_start_and_delete() {
     env.ok(&["start", "fn"]);
     env.ok(&["delete", "--force", "fn"]);
     wait_exit(pid);
-    let text = fs::read_to_string(&log).unwrap();
-    let seen: Vec<(&str, &str)> = text
-        .lines()
-        .map(|line| {
-            let mut words = line.split(' ');
-            (words.next().unwrap(), words.next().unwrap())
-        })
-        .collect();
     let expected = [
         ("createRuntime", "creating"),
         ("createContainer", "creating"),
         ("poststart", "running"),
         ("poststop", "stopped"),
-    ];
-    assert_eq!(seen, expected, "{text}");
+    ]
+    .map(|(kind, status)| (kind.to_string(), status.to_string()));
+    assert_eq!(logged(&log), expected);
+
+    // `create --start`, as `run` makes its environments: running when create returns, its
+    // Init under way without a `start` (the runtime joins the init in the leaf), and the same
+    // hooks, poststart included.
+    fs::write(&log, "").unwrap();
+    let bundle = lambda_bundle("at-once", sh("true"));
+    let (out, err) = (bundle.join("out"), bundle.join("err"));
+    let status = env
+        .command(&[
+            "create",
+            "--start",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            bundle.join("pid").to_str().unwrap(),
+            "at-once",
+        ])
+        .stdout(fs::File::create(&out).unwrap())
+        .stderr(fs::File::create(&err).unwrap())
+        .status()
+        .unwrap();
+    assert!(status.success(), "{}", fs::read_to_string(&err).unwrap());
+    assert_eq!(env.state("at-once")["status"], "running");
+    eventually(Duration::from_secs(10), "the runtime to start", || {
+        common::cgroup_procs(&env.cgroup_dir("at-once")).len() >= 2
+    });
+    let pid: i32 = fs::read_to_string(bundle.join("pid"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    env.ok(&["delete", "--force", "at-once"]);
+    wait_exit(pid);
+    assert_eq!(logged(&log), expected);
 
     // startContainer runs before the environment's first process: failing, it ends the
     // environment before any of the function's code ran.

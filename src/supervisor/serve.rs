@@ -17,8 +17,9 @@ use crate::spec::EnvironmentSpec;
 
 /// The sockets `create` bound for the supervisor before it forked.
 pub struct Listeners {
-    /// `start` connects here.
-    pub notify: std::os::unix::net::UnixListener,
+    /// `start` connects here; `None` when the environment was started at once (`create
+    /// --start`, as `run` does), so Init begins without waiting.
+    pub notify: Option<std::os::unix::net::UnixListener>,
     /// The Invoke API in the state directory.
     pub invoke: std::os::unix::net::UnixListener,
     /// The Runtime API, 127.0.0.1:9001 inside the environment's network namespace.
@@ -68,12 +69,19 @@ pub fn serve(
             commands.clone(),
         ));
         spawn_local(watch_init(init_pidfd, commands.clone()));
-        spawn_local(answer_requests(
-            listeners.notify,
-            START[0],
-            Request::Start,
-            commands.clone(),
-        ));
+        match listeners.notify {
+            Some(notify) => {
+                spawn_local(answer_requests(
+                    notify,
+                    START[0],
+                    Request::Start,
+                    commands.clone(),
+                ));
+            }
+            None => {
+                let _ = commands.send(Command::Start);
+            }
+        }
         spawn_local(answer_requests(
             listeners.control,
             TERMINATE,
