@@ -23,9 +23,10 @@
 //!   of spawn → ready). Also the `Init Duration` of the first REPORT line (the supervisor's
 //!   clock: runtime spawned → its first `next`) and the time from SIGINT to run's exit (the
 //!   Shutdown phase). The reference row runs `rust_echo` as a plain process against a TCP
-//!   listener in the bench: spawn → its first `GET next` arrives. Rounds alternate the two,
-//!   each after a quiet spell, so that every `run` finds the kernel as a user's first one does
-//!   (some kernel steps are quicker right after others of their kind).
+//!   listener in the bench: spawn → its first `GET next` arrives. Each round runs a `run`
+//!   with the state root on tmpfs, one with it on disk, and the reference; every `run` after a
+//!   quiet spell, so that it finds the kernel as a user's first one does (some kernel steps are
+//!   quicker right after others of their kind).
 //! - (b) **warm invoke latency**: one environment (`--provisioned 1`), a sequential keep-alive
 //!   HTTP/1.1 client (std `TcpStream`, `TCP_NODELAY`) posting a small JSON event to the Invoke
 //!   API; every invoke thaws the environment, and freezing is requested after it. The reference
@@ -54,6 +55,11 @@
 //!   `run`; the supervisor is the process outside the leaf whose command line is
 //!   `runlambda … create … <id>`. The runtime (`rust_echo`, also in the leaf) and `run` itself are
 //!   shown for reference.
+//!
+//! runlambda's state root is a tmpfs that the bench mounts in a mount namespace of its own, as
+//! `/run` (the default state root, like runc's) is on a usual host; part (a) also times cold
+//! starts with the state root on the temporary directory's file system, as on a host whose
+//! `/run` is on disk.
 //!
 //! Every `run` gets `--memory 1769` (`RUNLAMBDA_BENCH_MEMORY` to change it) unless said:
 //! Lambda's size for one full vCPU, so the runtime's CPU bandwidth (`cpu.max`) does not hide
@@ -155,6 +161,9 @@ fn run() -> Result<()> {
     let load_start = load_average();
     let started = Instant::now();
 
+    // While the bench is still single-threaded.
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| format!("cannot make a mount namespace for the state root: {e}"))?;
     let dir = tempfile::Builder::new()
         .prefix("runlambda-bench-invoke")
         .tempdir()
@@ -342,7 +351,10 @@ impl Mounts {
 struct Bench {
     runlambda: PathBuf,
     rust_echo: PathBuf,
+    /// State root on a tmpfs.
     config: PathBuf,
+    /// State root on the temporary directory's disk.
+    config_on_disk: PathBuf,
     function: PathBuf,
     cgroup_parent: String,
     /// `<cgroup2 mount>/<cgroup_parent>`.
@@ -354,12 +366,39 @@ impl Bench {
         let runlambda = PathBuf::from(env!("CARGO_BIN_EXE_runlambda"));
         let rust_echo = rust_echo_binary(&runlambda)?;
         let cgroup_parent = format!("runlambda-bench-invoke-{}", std::process::id());
-        let config = dir.join("runlambda.toml");
-        let toml = format!(
-            "state_root = {:?}\ncgroup_parent = {cgroup_parent:?}\nallow_unenforced_memory = true\n",
-            dir.join("state").display().to_string()
-        );
-        fs::write(&config, toml).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+        let state = dir.join("state");
+        fs::create_dir(&state).map_err(|e| format!("cannot create {}: {e}", state.display()))?;
+        // Seen by the bench and what it starts alone (the caller unshared the mount namespace).
+        use nix::mount::{mount, MsFlags};
+        mount(
+            None::<&str>,
+            "/",
+            None::<&str>,
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+            None::<&str>,
+        )
+        .and_then(|()| {
+            mount(
+                Some("tmpfs"),
+                &state,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("mode=0700"),
+            )
+        })
+        .map_err(|e| format!("cannot mount a tmpfs on {}: {e}", state.display()))?;
+        let write_config = |name: &str, state_root: &Path| -> Result<PathBuf> {
+            let config = dir.join(name);
+            let toml = format!(
+                "state_root = {:?}\ncgroup_parent = {cgroup_parent:?}\nallow_unenforced_memory = true\n",
+                state_root.display().to_string()
+            );
+            fs::write(&config, toml)
+                .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+            Ok(config)
+        };
+        let config = write_config("runlambda.toml", &state)?;
+        let config_on_disk = write_config("runlambda-disk.toml", &dir.join("state-on-disk"))?;
         // The `provided` layout, readable by the sandbox user as Lambda's unzip leaves it.
         let function = dir.join(FUNCTION);
         let bootstrap = function.join("bootstrap");
@@ -372,6 +411,7 @@ impl Bench {
             runlambda,
             rust_echo,
             config,
+            config_on_disk,
             function,
             leaves: unified.join(&cgroup_parent),
             cgroup_parent,
@@ -380,9 +420,19 @@ impl Bench {
 
     /// `runlambda --config CONFIG run FUNCTION --listen 127.0.0.1:0 ...`.
     fn run_command(&self, provisioned: usize, concurrency: usize, memory: u32) -> Command {
+        self.run_command_with(&self.config, provisioned, concurrency, memory)
+    }
+
+    fn run_command_with(
+        &self,
+        config: &Path,
+        provisioned: usize,
+        concurrency: usize,
+        memory: u32,
+    ) -> Command {
         let mut cmd = Command::new(&self.runlambda);
         cmd.arg("--config")
-            .arg(&self.config)
+            .arg(config)
             .arg("run")
             .arg(&self.function)
             .args(["--listen", "127.0.0.1:0"])
@@ -1176,6 +1226,8 @@ struct ColdSample {
 
 struct Cold {
     runlambda: Vec<ColdSample>,
+    /// The same with the state root on disk.
+    on_disk: Vec<ColdSample>,
     /// spawn → first `GET next` of a plain `rust_echo`, in ms.
     plain: Vec<f64>,
 }
@@ -1183,15 +1235,19 @@ struct Cold {
 fn cold_starts(bench: &Bench, runs: usize, memory: u32) -> Result<Cold> {
     let mut cold = Cold {
         runlambda: Vec::new(),
+        on_disk: Vec::new(),
         plain: Vec::new(),
     };
     for round in 0..COLD_WARMUPS + runs {
         let keep = round >= COLD_WARMUPS;
         thread::sleep(COLD_QUIET);
-        let sample = cold_runlambda(bench, memory)?;
+        let sample = cold_runlambda(bench, &bench.config, memory)?;
+        thread::sleep(COLD_QUIET);
+        let on_disk = cold_runlambda(bench, &bench.config_on_disk, memory)?;
         let plain = cold_plain(bench)?;
         if keep {
             cold.runlambda.push(sample);
+            cold.on_disk.push(on_disk);
             cold.plain.push(plain);
         }
     }
@@ -1200,8 +1256,8 @@ fn cold_starts(bench: &Bench, runs: usize, memory: u32) -> Result<Cold> {
 
 /// Spawn of `run --provisioned 1` → `listening on` → first answer; then a few warm invokes;
 /// then SIGINT → exit.
-fn cold_runlambda(bench: &Bench, memory: u32) -> Result<ColdSample> {
-    let mut server = RunServer::spawn(bench.run_command(1, 1, memory))?;
+fn cold_runlambda(bench: &Bench, config: &Path, memory: u32) -> Result<ColdSample> {
+    let mut server = RunServer::spawn(bench.run_command_with(config, 1, 1, memory))?;
     let listening_ms = ms(server.listening - server.spawned);
     let mut client = Client::connect(server.endpoint)?;
     check_echo(&mut client).map_err(|e| format!("first invoke: {e}\n{}", server.stderr()))?;
@@ -1719,6 +1775,12 @@ fn print_cold(cold: &Cold, runs: usize) {
             cold.runlambda.len()
         );
     }
+    let on_disk = sorted(&cold.on_disk.iter().map(|s| s.ready_ms).collect::<Vec<_>>());
+    row(
+        "  ready, with the state root on disk instead of tmpfs",
+        &on_disk,
+        true,
+    );
     row(
         "SIGINT -> run exited (Shutdown of the environment)",
         &column(&|s| Some(s.shutdown_ms)),
