@@ -201,8 +201,9 @@ impl Runtime {
         } else {
             (notify, None)
         };
-        let spawned = sandbox::spawn(dir.id(), spec, cgroup, init_notify, console)?;
-        let pid_start_time = state::proc_stat(spawned.pid)
+        let building = sandbox::spawn(dir.id(), spec, cgroup, init_notify, console)?;
+        // While the init builds the environment: the record, and the supervisor's sockets.
+        let pid_start_time = state::proc_stat(building.pid)
             .map(|(_, started)| started)
             .ok_or_else(|| Error::from(sandbox::SandboxError::InitDied))?;
         let memory = match (spec.limits.memory_bytes, cgroup.memory_enforced()) {
@@ -210,7 +211,7 @@ impl Runtime {
             (Some(_), true) => MemoryLimit::Enforced,
             (Some(_), false) => MemoryLimit::Unenforced,
         };
-        let record_pid = spawned.pid.as_raw();
+        let record_pid = building.pid.as_raw();
         dir.save(&Record {
             id: dir.id().to_string(),
             pid: record_pid,
@@ -225,10 +226,14 @@ impl Runtime {
             seccomp: spec.seccomp.clone(),
             hooks: spec.hooks.clone(),
         })?;
-        if let Some(runtime_unix) = runtime_unix {
+        let listeners = runtime_unix
+            .map(|runtime_unix| {
+                lambda::bind_listeners(dir, spec, building.pid, supervisor_notify, runtime_unix)
+            })
+            .transpose()?;
+        let spawned = building.ready()?;
+        if let Some(listeners) = listeners {
             let function = lambda::function(spec, memory == MemoryLimit::Enforced);
-            let listeners =
-                lambda::bind_listeners(dir, spec, spawned.pid, supervisor_notify, runtime_unix)?;
             lambda::start_supervisor(spec, function, cgroup, spawned, listeners)?;
         }
         if let Some(path) = &options.pid_file {

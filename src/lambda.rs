@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::net::UnixListener;
+use std::path::Path;
 use std::time::Duration;
 
 use nix::mount::MsFlags;
@@ -13,7 +14,7 @@ use nix::unistd::{ForkResult, Pid};
 
 use crate::cgroup::Cgroup;
 use crate::sandbox::Spawned;
-use crate::spec::{EnvironmentSpec, MountKind, MountSpec};
+use crate::spec::{EnvironmentSpec, MountKind, MountSpec, NamespaceKind};
 use crate::state::{self, StateDir};
 use crate::supervisor::serve::{self, Listeners};
 use crate::supervisor::Function;
@@ -85,7 +86,8 @@ pub fn function(spec: &EnvironmentSpec, memory_enforced: bool) -> Function {
 }
 
 /// Binds the Invoke API socket in the state directory and the TCP listeners inside the
-/// environment's network namespace.
+/// environment's network namespace. The init may still be building the environment: the
+/// namespace is the one the bundle names, else the one the init was cloned into.
 pub fn bind_listeners(
     dir: &StateDir,
     spec: &EnvironmentSpec,
@@ -95,14 +97,20 @@ pub fn bind_listeners(
 ) -> Result<Listeners> {
     let invoke = dir.bind_socket(state::INVOKE_SOCKET)?;
     let control = dir.bind_socket(state::CONTROL_SOCKET)?;
+    let netns = spec
+        .namespaces
+        .iter()
+        .find(|ns| ns.kind == NamespaceKind::Network)
+        .and_then(|ns| ns.path.clone())
+        .unwrap_or_else(|| format!("/proc/{init}/ns/net").into());
     let runtime = bind_in_netns(
-        init,
+        &netns,
         SocketAddr::from((Ipv4Addr::LOCALHOST, RUNTIME_API_PORT)),
     )?;
     let invoke_tcp = spec
         .function
         .invoke_port
-        .map(|port| bind_in_netns(init, SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))))
+        .map(|port| bind_in_netns(&netns, SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))))
         .transpose()?;
     Ok(Listeners {
         notify,
@@ -114,15 +122,15 @@ pub fn bind_listeners(
     })
 }
 
-/// Binds a TCP listener inside the network namespace of `init`: a short-lived thread joins
+/// Binds a TCP listener inside the network namespace at `netns`: a short-lived thread joins
 /// the namespace (setns changes only the calling thread) and the socket stays in it.
-fn bind_in_netns(init: Pid, addr: SocketAddr) -> Result<TcpListener> {
-    let what = format!("{addr} in the environment's network namespace");
+fn bind_in_netns(netns: &Path, addr: SocketAddr) -> Result<TcpListener> {
+    let what = format!("{addr} in the network namespace {}", netns.display());
     let listen_err = |source| Error::Listen {
         what: what.clone(),
         source,
     };
-    let netns = File::open(format!("/proc/{init}/ns/net")).map_err(listen_err)?;
+    let netns = File::open(netns).map_err(listen_err)?;
     let bound = std::thread::scope(|scope| {
         scope
             .spawn(|| -> std::io::Result<TcpListener> {

@@ -709,6 +709,63 @@ fn delete_force_of_a_lambda_environment_leaves_no_supervisor_cgroup_or_state() {
     assert!(!env.root.join(id).exists());
 }
 
+#[test]
+fn a_lambda_environment_in_a_pods_network_namespace_answers_on_its_invoke_port() {
+    // As in a Kubernetes pod: the sandbox container makes the network namespace, the
+    // function's container joins it by path, and a Service reaches its Invoke API on
+    // `com.runlambda.invoke-port` inside that namespace.
+    let env = Env::with_config(HYBRID_OK);
+    let sandbox = env.create(
+        "sandbox",
+        &env.bundle("sandbox", &common::config(&["sleep", "300"])),
+    );
+    env.ok(&["start", "sandbox"]);
+    let pod_netns = format!("/proc/{sandbox}/ns/net");
+    let function = readable(python_function(env.dir.path()));
+    let options = runlambda::function::FunctionOptions {
+        name: "python-echo".into(),
+        ..Default::default()
+    };
+    let bundle =
+        runlambda::function::write_bundle(&function, &env.dir.path().join("bundle"), &options)
+            .unwrap();
+    let path = bundle.join("config.json");
+    let mut cfg: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+    for ns in cfg["linux"]["namespaces"].as_array_mut().unwrap() {
+        if ns["type"] == "network" {
+            ns["path"] = json!(pod_netns);
+        }
+    }
+    cfg["annotations"]["com.runlambda.invoke-port"] = json!("8080");
+    fs::write(&path, cfg.to_string()).unwrap();
+    let id = "in-pod";
+    let pid = env.create(id, &bundle);
+    env.ok(&["start", id]);
+    // The runtime reaches its API at 127.0.0.1:9001 in the pod's namespace, and the caller
+    // reaches the Invoke API there.
+    let netns = fs::File::open(&pod_netns).unwrap();
+    let response = std::thread::spawn(move || {
+        nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+        common::lambda::http_request(
+            "http://127.0.0.1:8080",
+            "POST",
+            common::callers::INVOKE_PATH,
+            br#"{"from": "a service"}"#,
+            &[],
+        )
+    })
+    .join()
+    .unwrap()
+    .unwrap();
+    assert_eq!(response.status, 200, "{}", response.text());
+    let answer: Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(answer["echo"], json!({"from": "a service"}), "{answer}");
+    env.ok(&["delete", "--force", id]);
+    assert_eq!(common::wait_exit(pid), 128 + 9);
+    env.ok(&["delete", "--force", "sandbox"]);
+    common::wait_exit(sandbox);
+}
+
 /// A runtime that talks to the Runtime API over the unix socket mounted into its environment.
 const UNIX_RUNTIME: &str = r#"#!/usr/bin/env python3
 import http.client, json, os, socket

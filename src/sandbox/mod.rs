@@ -66,6 +66,25 @@ pub enum SandboxError {
     Hook(#[from] HookError),
 }
 
+/// The init while it builds the environment: it has everything it needs from `create`.
+pub struct Building {
+    pub pid: Pid,
+    pidfd: OwnedFd,
+    channel: Channel,
+}
+
+impl Building {
+    /// Waits until the environment is ready for `start`, or the init reports why it is not.
+    pub fn ready(self) -> Result<Spawned, SandboxError> {
+        expect(&self.channel, |m| matches!(m, FromInit::Ready))?;
+        Ok(Spawned {
+            pid: self.pid,
+            pidfd: self.pidfd,
+            channel: self.channel,
+        })
+    }
+}
+
 /// The init as `create` sees it once the environment is ready.
 pub struct Spawned {
     pub pid: Pid,
@@ -75,8 +94,9 @@ pub struct Spawned {
 }
 
 /// Clones the init with `CLONE_PARENT` — so it is a child of our caller, which reaps it as it
-/// would runc's — into the spec's namespaces and the cgroup leaf, and waits until the
-/// environment is ready for `start` (or the init reports why it is not).
+/// would runc's — into the spec's namespaces and the cgroup leaf, and gives it what it needs
+/// to build the environment; returns while it builds, so that the caller can do its own part
+/// meanwhile, then waits with [`Building::ready`].
 ///
 /// A plain container's init waits on `notify` for `start`; without one (a Lambda environment)
 /// it serves the returned channel instead. With `console` (the caller's console socket,
@@ -92,7 +112,7 @@ pub fn spawn(
     cgroup: &Cgroup,
     notify: Option<UnixListener>,
     console: Option<UnixStream>,
-) -> Result<Spawned, SandboxError> {
+) -> Result<Building, SandboxError> {
     let mut joined = Vec::new();
     for ns in &spec.namespaces {
         let Some(path) = &ns.path else { continue };
@@ -134,7 +154,7 @@ pub fn spawn(
         Forked::Parent { pid, pidfd } => {
             drop((init_end, notify, console, joined, v1_entries));
             prepare_init(id, spec, pid, &parent_end)?;
-            Ok(Spawned {
+            Ok(Building {
                 pid,
                 pidfd,
                 channel: parent_end,
@@ -143,10 +163,10 @@ pub fn spawn(
     }
 }
 
-/// The parent's half of the handshake: what must happen to the init from outside before it may
-/// build the environment; then, while it builds, the seccomp filter (compiled here, where a
-/// failure is an error of `create`, but off the init's path) and the runtime's hooks when its
-/// mounts are made; then its verdict.
+/// The parent's half of the handshake up to the init's verdict: what must happen to the init
+/// from outside before it may build the environment; then, while it builds, the seccomp filter
+/// (compiled here, where a failure is an error of `create`, but off the init's path) and the
+/// runtime's hooks when its mounts are made.
 fn prepare_init(
     id: &str,
     spec: &EnvironmentSpec,
@@ -170,8 +190,7 @@ fn prepare_init(
         spec.hooks.run(HookKind::CreateRuntime, &state)?;
         send(channel, &ToInit::RunHooks { state })?;
     }
-    send(channel, &ToInit::Seccomp { filter })?;
-    expect(channel, |m| matches!(m, FromInit::Ready))
+    send(channel, &ToInit::Seccomp { filter })
 }
 
 fn send(channel: &Channel, message: &ToInit) -> Result<(), SandboxError> {
