@@ -3,7 +3,7 @@
 //! floor of the same invoke shape without containers.
 //!
 //! ```text
-//! cargo build --release --example rust_echo    # the bench builds it when it is missing
+//! cargo build --release --example rust_echo    # the bench builds it (twice) when missing
 //! tests/cgroup-view.sh cargo bench --bench invoke
 //! ```
 //!
@@ -23,10 +23,14 @@
 //!   of spawn → ready). Also the `Init Duration` of the first REPORT line (the supervisor's
 //!   clock: runtime spawned → its first `next`) and the time from SIGINT to run's exit (the
 //!   Shutdown phase). The reference row runs `rust_echo` as a plain process against a TCP
-//!   listener in the bench: spawn → its first `GET next` arrives. Each round runs a `run`
-//!   with the state root on tmpfs, one with it on disk, and the reference; every `run` after a
-//!   quiet spell, so that it finds the kernel as a user's first one does (some kernel steps are
-//!   quicker right after others of their kind).
+//!   listener in the bench: spawn → its first `GET next` arrives. `rust_echo` is linked
+//!   statically, as everything `.cargo/config.toml` builds; the rows "linked dynamically" run a
+//!   second build with cargo's default linking (built once into `target/dynamic`), as most
+//!   functions are: its loader searches Lambda's `LD_LIBRARY_PATH`, which runlambda gives the
+//!   runtime as Lambda does (the plain references get it too). Each round runs a `run` with the
+//!   state root on tmpfs, one with it on disk, one with the dynamically linked function, and
+//!   the references; every `run` after a quiet spell, so that it finds the kernel as a user's
+//!   first one does (some kernel steps are quicker right after others of their kind).
 //! - (b) **warm invoke latency**: one environment (`--provisioned 1`), a sequential keep-alive
 //!   HTTP/1.1 client (std `TcpStream`, `TCP_NODELAY`) posting a small JSON event to the Invoke
 //!   API; every invoke thaws the environment, and freezing is requested after it. The reference
@@ -351,11 +355,15 @@ impl Mounts {
 struct Bench {
     runlambda: PathBuf,
     rust_echo: PathBuf,
+    /// The same, linked dynamically.
+    rust_echo_dynamic: PathBuf,
     /// State root on a tmpfs.
     config: PathBuf,
     /// State root on the temporary directory's disk.
     config_on_disk: PathBuf,
     function: PathBuf,
+    /// The same function with `rust_echo_dynamic` as its `bootstrap`.
+    function_dynamic: PathBuf,
     cgroup_parent: String,
     /// `<cgroup2 mount>/<cgroup_parent>`.
     leaves: PathBuf,
@@ -364,7 +372,8 @@ struct Bench {
 impl Bench {
     fn prepare(dir: &Path, unified: PathBuf) -> Result<Bench> {
         let runlambda = PathBuf::from(env!("CARGO_BIN_EXE_runlambda"));
-        let rust_echo = rust_echo_binary(&runlambda)?;
+        let rust_echo = rust_echo_binary(&runlambda, Linking::Static)?;
+        let rust_echo_dynamic = rust_echo_binary(&runlambda, Linking::Dynamic)?;
         let cgroup_parent = format!("runlambda-bench-invoke-{}", std::process::id());
         let state = dir.join("state");
         fs::create_dir(&state).map_err(|e| format!("cannot create {}: {e}", state.display()))?;
@@ -400,19 +409,26 @@ impl Bench {
         let config = write_config("runlambda.toml", &state)?;
         let config_on_disk = write_config("runlambda-disk.toml", &dir.join("state-on-disk"))?;
         // The `provided` layout, readable by the sandbox user as Lambda's unzip leaves it.
-        let function = dir.join(FUNCTION);
-        let bootstrap = function.join("bootstrap");
-        fs::create_dir_all(&function)
-            .and_then(|()| fs::copy(&rust_echo, &bootstrap).map(drop))
-            .and_then(|()| fs::set_permissions(&function, fs::Permissions::from_mode(0o755)))
-            .and_then(|()| fs::set_permissions(&bootstrap, fs::Permissions::from_mode(0o755)))
-            .map_err(|e| format!("cannot make the function directory: {e}"))?;
+        let make_function = |function: PathBuf, binary: &Path| -> Result<PathBuf> {
+            let bootstrap = function.join("bootstrap");
+            fs::create_dir_all(&function)
+                .and_then(|()| fs::copy(binary, &bootstrap).map(drop))
+                .and_then(|()| fs::set_permissions(&function, fs::Permissions::from_mode(0o755)))
+                .and_then(|()| fs::set_permissions(&bootstrap, fs::Permissions::from_mode(0o755)))
+                .map_err(|e| format!("cannot make {}: {e}", function.display()))?;
+            Ok(function)
+        };
+        let function = make_function(dir.join(FUNCTION), &rust_echo)?;
+        let function_dynamic =
+            make_function(dir.join("dynamic").join(FUNCTION), &rust_echo_dynamic)?;
         Ok(Bench {
             runlambda,
             rust_echo,
+            rust_echo_dynamic,
             config,
             config_on_disk,
             function,
+            function_dynamic,
             leaves: unified.join(&cgroup_parent),
             cgroup_parent,
         })
@@ -420,12 +436,19 @@ impl Bench {
 
     /// `runlambda --config CONFIG run FUNCTION --listen 127.0.0.1:0 ...`.
     fn run_command(&self, provisioned: usize, concurrency: usize, memory: u32) -> Command {
-        self.run_command_with(&self.config, provisioned, concurrency, memory)
+        self.run_command_with(
+            &self.config,
+            &self.function,
+            provisioned,
+            concurrency,
+            memory,
+        )
     }
 
     fn run_command_with(
         &self,
         config: &Path,
+        function: &Path,
         provisioned: usize,
         concurrency: usize,
         memory: u32,
@@ -434,7 +457,7 @@ impl Bench {
         cmd.arg("--config")
             .arg(config)
             .arg("run")
-            .arg(&self.function)
+            .arg(function)
             .args(["--listen", "127.0.0.1:0"])
             .args(["--provisioned", &provisioned.to_string()])
             .args(["--concurrency", &concurrency.to_string()])
@@ -442,11 +465,16 @@ impl Bench {
         cmd
     }
 
-    /// `rust_echo` as a plain process whose Runtime API is `api`.
-    fn plain_runtime(&self, api: SocketAddr) -> Result<Child> {
-        Command::new(&self.rust_echo)
+    /// `binary` (a `rust_echo`) as a plain process whose Runtime API is `api`, with the
+    /// loader's search path Lambda gives a runtime.
+    fn plain_runtime(binary: &Path, api: SocketAddr) -> Result<Child> {
+        Command::new(binary)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
+            .env(
+                "LD_LIBRARY_PATH",
+                "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
+            )
             .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
@@ -455,7 +483,7 @@ impl Bench {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.rust_echo.display()))
+            .map_err(|e| format!("cannot start {}: {e}", binary.display()))
     }
 
     /// The processes of every environment of `server`.
@@ -557,25 +585,48 @@ impl Bench {
     }
 }
 
-/// `target/<profile>/examples/rust_echo` beside the runlambda binary; built when missing.
-fn rust_echo_binary(runlambda: &Path) -> Result<PathBuf> {
+/// How the `rust_echo` under test is linked.
+#[derive(Clone, Copy)]
+enum Linking {
+    /// As `.cargo/config.toml` builds everything here: `target/<triple>/<profile>/examples/`,
+    /// beside the runlambda binary.
+    Static,
+    /// Cargo's default, as most functions are built: `target/dynamic/<triple>/<profile>/examples/`.
+    Dynamic,
+}
+
+/// The `rust_echo` example, linked as asked; built (release profile only) when missing.
+fn rust_echo_binary(runlambda: &Path, linking: Linking) -> Result<PathBuf> {
     let bin_dir = runlambda
         .parent()
         .ok_or("the runlambda binary has no directory")?;
-    let path = bin_dir.join("examples/rust_echo");
+    let profile = bin_dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    let triple_dir = bin_dir
+        .parent()
+        .ok_or("the profile directory has no parent")?;
+    let dynamic_dir = triple_dir
+        .parent()
+        .ok_or("the target directory has no parent")?
+        .join("dynamic");
+    let path = match linking {
+        Linking::Static => bin_dir.join("examples/rust_echo"),
+        Linking::Dynamic => dynamic_dir
+            .join(triple_dir.file_name().unwrap_or_default())
+            .join(profile)
+            .join("examples/rust_echo"),
+    };
     if path.is_file() {
         return Ok(path);
     }
-    let profile = bin_dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if profile != "release" {
         return Err(format!(
             "{} is missing: build it with `cargo build --example rust_echo` (same profile)",
             path.display()
         ));
     }
-    eprintln!("building the rust_echo example: cargo build --release --example rust_echo");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
+    let mut build = Command::new(cargo);
+    build
         .args([
             "build",
             "--release",
@@ -583,12 +634,23 @@ fn rust_echo_binary(runlambda: &Path) -> Result<PathBuf> {
             "rust_echo",
             "--manifest-path",
         ])
-        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+    if let Linking::Dynamic = linking {
+        // Set, even empty, these replace the config's static flags and libseccomp archive.
+        build
+            .arg("--target-dir")
+            .arg(&dynamic_dir)
+            .env("CARGO_ENCODED_RUSTFLAGS", "")
+            .env("LIBSECCOMP_LINK_TYPE", "dylib");
+    }
+    eprintln!("building the rust_echo example: {build:?}");
+    let status = build
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;
     if !status.success() || !path.is_file() {
         return Err(format!(
-            "`cargo build --release --example rust_echo` failed ({status}); build it by hand"
+            "building {} failed ({status}); build it by hand",
+            path.display()
         ));
     }
     Ok(path)
@@ -1228,27 +1290,38 @@ struct Cold {
     runlambda: Vec<ColdSample>,
     /// The same with the state root on disk.
     on_disk: Vec<ColdSample>,
+    /// The same with the function linked dynamically.
+    dynamic: Vec<ColdSample>,
     /// spawn → first `GET next` of a plain `rust_echo`, in ms.
     plain: Vec<f64>,
+    /// The same, linked dynamically.
+    plain_dynamic: Vec<f64>,
 }
 
 fn cold_starts(bench: &Bench, runs: usize, memory: u32) -> Result<Cold> {
     let mut cold = Cold {
         runlambda: Vec::new(),
         on_disk: Vec::new(),
+        dynamic: Vec::new(),
         plain: Vec::new(),
+        plain_dynamic: Vec::new(),
     };
     for round in 0..COLD_WARMUPS + runs {
         let keep = round >= COLD_WARMUPS;
         thread::sleep(COLD_QUIET);
-        let sample = cold_runlambda(bench, &bench.config, memory)?;
+        let sample = cold_runlambda(bench, &bench.config, &bench.function, memory)?;
         thread::sleep(COLD_QUIET);
-        let on_disk = cold_runlambda(bench, &bench.config_on_disk, memory)?;
-        let plain = cold_plain(bench)?;
+        let on_disk = cold_runlambda(bench, &bench.config_on_disk, &bench.function, memory)?;
+        thread::sleep(COLD_QUIET);
+        let dynamic = cold_runlambda(bench, &bench.config, &bench.function_dynamic, memory)?;
+        let plain = cold_plain(&bench.rust_echo)?;
+        let plain_dynamic = cold_plain(&bench.rust_echo_dynamic)?;
         if keep {
             cold.runlambda.push(sample);
             cold.on_disk.push(on_disk);
+            cold.dynamic.push(dynamic);
             cold.plain.push(plain);
+            cold.plain_dynamic.push(plain_dynamic);
         }
     }
     Ok(cold)
@@ -1256,8 +1329,13 @@ fn cold_starts(bench: &Bench, runs: usize, memory: u32) -> Result<Cold> {
 
 /// Spawn of `run --provisioned 1` → `listening on` → first answer; then a few warm invokes;
 /// then SIGINT → exit.
-fn cold_runlambda(bench: &Bench, config: &Path, memory: u32) -> Result<ColdSample> {
-    let mut server = RunServer::spawn(bench.run_command_with(config, 1, 1, memory))?;
+fn cold_runlambda(
+    bench: &Bench,
+    config: &Path,
+    function: &Path,
+    memory: u32,
+) -> Result<ColdSample> {
+    let mut server = RunServer::spawn(bench.run_command_with(config, function, 1, 1, memory))?;
     let listening_ms = ms(server.listening - server.spawned);
     let mut client = Client::connect(server.endpoint)?;
     check_echo(&mut client).map_err(|e| format!("first invoke: {e}\n{}", server.stderr()))?;
@@ -1290,12 +1368,12 @@ fn cold_runlambda(bench: &Bench, config: &Path, memory: u32) -> Result<ColdSampl
 }
 
 /// Spawn of a plain `rust_echo` → its first `GET .../invocation/next` has arrived.
-fn cold_plain(bench: &Bench) -> Result<f64> {
+fn cold_plain(rust_echo: &Path) -> Result<f64> {
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| format!("cannot bind a listener: {e}"))?;
     let api = listener.local_addr().map_err(|e| e.to_string())?;
     let spawned = Instant::now();
-    let mut child = bench.plain_runtime(api)?;
+    let mut child = Bench::plain_runtime(rust_echo, api)?;
     let result = (|| -> io::Result<f64> {
         let (stream, _) = listener.accept()?;
         stream.set_read_timeout(Some(IO_TIMEOUT))?;
@@ -1379,7 +1457,7 @@ impl Floor {
         floor.endpoint = SocketAddr::from(([127, 0, 0, 1], invoke_port));
         for _ in 0..runtimes {
             let api = SocketAddr::from(([127, 0, 0, 1], runtime_port));
-            let runtime = bench.plain_runtime(api)?;
+            let runtime = Bench::plain_runtime(&bench.rust_echo, api)?;
             let pid = runtime.id();
             floor.runtimes.push(runtime);
             if let Some(leaf) = &floor.leaf {
@@ -1728,70 +1806,91 @@ fn print_cold(cold: &Cold, runs: usize) {
         "(a) cold start: {runs} runs per row after {COLD_WARMUPS} warm-ups, rows alternating \
          (ms)"
     );
-    println!("{:<58} {:>9} {:>9} {:>9}", "", "median", "p99", "ratio");
-    let column = |f: &dyn Fn(&ColdSample) -> Option<f64>| -> Vec<f64> {
-        sorted(&cold.runlambda.iter().filter_map(f).collect::<Vec<_>>())
+    println!("{:<62} {:>9} {:>9} {:>9}", "", "median", "p99", "ratio");
+    let column = |samples: &[ColdSample], f: &dyn Fn(&ColdSample) -> Option<f64>| -> Vec<f64> {
+        sorted(&samples.iter().filter_map(f).collect::<Vec<_>>())
     };
     let plain = sorted(&cold.plain);
-    let floor = percentile(&plain, 0.5);
-    let row = |label: &str, v: &[f64], ratio: bool| {
+    let plain_dynamic = sorted(&cold.plain_dynamic);
+    // The ratio is to the reference linked as the row's function is.
+    let row = |label: &str, v: &[f64], reference: Option<&[f64]>| {
         let median = percentile(v, 0.5);
-        let ratio = if ratio {
-            format!("{:>9.2}", median / floor)
-        } else {
-            format!("{:>9}", "")
+        let ratio = match reference {
+            Some(reference) => format!("{:>9.2}", median / percentile(reference, 0.5)),
+            None => format!("{:>9}", ""),
         };
         println!(
-            "{label:<58} {median:>9.2} {:>9.2} {ratio}",
+            "{label:<62} {median:>9.2} {:>9.2} {ratio}",
             percentile(v, 0.99)
         );
     };
+    let init_row = |label: &str, samples: &[ColdSample], reference: &[f64]| {
+        let init = column(samples, &|s| s.init_ms);
+        if init.len() == samples.len() {
+            row(label, &init, Some(reference));
+        } else {
+            println!(
+                "  Init Duration found in only {} of {} runs",
+                init.len(),
+                samples.len()
+            );
+        }
+    };
+    let ready = |s: &ColdSample| Some(s.ready_ms);
     row(
-        "run spawned -> `listening on` (create + start done)",
-        &column(&|s| Some(s.listening_ms)),
-        false,
+        "run spawned -> `listening on` (environment created, started)",
+        &column(&cold.runlambda, &|s| Some(s.listening_ms)),
+        None,
     );
     row(
         "run spawned -> first invoke answered",
-        &column(&|s| Some(s.first_answer_ms)),
-        true,
+        &column(&cold.runlambda, &|s| Some(s.first_answer_ms)),
+        Some(&plain),
     );
     row(
         "  the same minus that run's warm invoke median (ready)",
-        &column(&|s| Some(s.ready_ms)),
-        true,
+        &column(&cold.runlambda, &ready),
+        Some(&plain),
     );
-    let init = column(&|s| s.init_ms);
-    if init.len() == cold.runlambda.len() {
-        row(
-            "  Init Duration of the first REPORT (runtime -> next)",
-            &init,
-            true,
-        );
-    } else {
-        println!(
-            "  Init Duration found in only {} of {} runs",
-            init.len(),
-            cold.runlambda.len()
-        );
-    }
-    let on_disk = sorted(&cold.on_disk.iter().map(|s| s.ready_ms).collect::<Vec<_>>());
+    init_row(
+        "  Init Duration of the first REPORT (runtime -> next)",
+        &cold.runlambda,
+        &plain,
+    );
     row(
         "  ready, with the state root on disk instead of tmpfs",
-        &on_disk,
-        true,
+        &column(&cold.on_disk, &ready),
+        Some(&plain),
+    );
+    row(
+        "  ready, with the function linked dynamically",
+        &column(&cold.dynamic, &ready),
+        Some(&plain_dynamic),
+    );
+    init_row(
+        "    its Init Duration (runtime -> next)",
+        &cold.dynamic,
+        &plain_dynamic,
     );
     row(
         "SIGINT -> run exited (Shutdown of the environment)",
-        &column(&|s| Some(s.shutdown_ms)),
-        false,
+        &column(&cold.runlambda, &|s| Some(s.shutdown_ms)),
+        None,
     );
     row(
         "reference: plain rust_echo spawned -> first `GET next`",
         &plain,
-        true,
+        Some(&plain),
     );
-    println!("ratio = median / the reference's median");
+    row(
+        "reference, linked dynamically",
+        &plain_dynamic,
+        Some(&plain_dynamic),
+    );
+    println!(
+        "ratio = median / the reference's median (the reference linked as the row's function); \
+         every plain rust_echo gets Lambda's LD_LIBRARY_PATH, which a dynamically linked one searches"
+    );
 }
 
 fn print_throughput(title: &str, rows: &[Summary], invokes: usize, threads: usize, no_rie: bool) {

@@ -1,7 +1,8 @@
 //! A Lambda function on the AWS `lambda_runtime` crate, unmodified: it answers every invoke with
 //! `{"echo": <event>, "requestId": "<id>"}`.
 //!
-//! `cargo build --release --example rust_echo` builds `target/release/examples/rust_echo`; copy it
+//! `cargo build --release --example rust_echo` builds `target/<triple>/release/examples/rust_echo`
+//! (statically linked, as everything here: see `.cargo/config.toml`); copy it
 //! as `bootstrap` into a function directory (the `provided` layout) and serve it with
 //! `runlambda run DIR`. It only works inside a Lambda environment: the crate reads
 //! `AWS_LAMBDA_RUNTIME_API`, `AWS_LAMBDA_FUNCTION_NAME`, `AWS_LAMBDA_FUNCTION_MEMORY_SIZE` and

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/../.." && pwd)
-runlambda=${RUNLAMBDA:-$here/target/release/runlambda}
+runlambda=${RUNLAMBDA:-$here/target/$(rustc -vV | sed -n "s/^host: //p")/release/runlambda}
 busybox=$(command -v busybox || true)
 [ -x "$runlambda" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 [ -n "$busybox" ] || { echo "install busybox-static first" >&2; exit 1; }

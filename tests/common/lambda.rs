@@ -33,7 +33,7 @@ pub fn python_function(dir: &Path) -> PathBuf {
     function
 }
 
-/// A cargo example beside the `runlambda` binary (`target/<profile>/examples/NAME`). A plain
+/// A cargo example beside the `runlambda` binary (`target/<triple>/<profile>/examples/NAME`). A plain
 /// `cargo test` builds the examples; `cargo test --test X` alone does not.
 pub fn example_binary(name: &str) -> PathBuf {
     let bin_dir = Path::new(env!("CARGO_BIN_EXE_runlambda")).parent().unwrap();
