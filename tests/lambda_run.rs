@@ -675,17 +675,20 @@ fn processes_naming(id: &str) -> Vec<i32> {
         .collect()
 }
 
-#[test]
-fn delete_force_of_a_lambda_environment_leaves_no_supervisor_cgroup_or_state() {
-    let env = Env::with_config(HYBRID_OK);
+/// The Python example as the OCI bundle `run` would make of it, in `env`'s directory.
+fn python_bundle(env: &Env) -> PathBuf {
     let function = readable(python_function(env.dir.path()));
     let options = runlambda::function::FunctionOptions {
         name: "python-echo".into(),
         ..Default::default()
     };
-    let bundle =
-        runlambda::function::write_bundle(&function, &env.dir.path().join("bundle"), &options)
-            .unwrap();
+    runlambda::function::write_bundle(&function, &env.dir.path().join("bundle"), &options).unwrap()
+}
+
+#[test]
+fn delete_force_of_a_lambda_environment_leaves_no_supervisor_cgroup_or_state() {
+    let env = Env::with_config(HYBRID_OK);
+    let bundle = python_bundle(&env);
     let id = "lambda-env";
     let pid = env.create(id, &bundle);
     env.ok(&["start", id]);
@@ -721,14 +724,7 @@ fn a_lambda_environment_in_a_pods_network_namespace_answers_on_its_invoke_port()
     );
     env.ok(&["start", "sandbox"]);
     let pod_netns = format!("/proc/{sandbox}/ns/net");
-    let function = readable(python_function(env.dir.path()));
-    let options = runlambda::function::FunctionOptions {
-        name: "python-echo".into(),
-        ..Default::default()
-    };
-    let bundle =
-        runlambda::function::write_bundle(&function, &env.dir.path().join("bundle"), &options)
-            .unwrap();
+    let bundle = python_bundle(&env);
     let path = bundle.join("config.json");
     let mut cfg: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
     for ns in cfg["linux"]["namespaces"].as_array_mut().unwrap() {
