@@ -471,10 +471,7 @@ impl Bench {
         Command::new(binary)
             .env_clear()
             .env("PATH", "/usr/local/bin:/usr/bin:/bin")
-            .env(
-                "LD_LIBRARY_PATH",
-                "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
-            )
+            .env("LD_LIBRARY_PATH", runlambda::supervisor::LD_LIBRARY_PATH)
             .env("AWS_LAMBDA_RUNTIME_API", api.to_string())
             .env("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")

@@ -12,6 +12,8 @@ pub mod serve;
 mod spawn;
 mod telemetry;
 
+pub use spawn::LD_LIBRARY_PATH;
+
 use std::collections::VecDeque;
 use std::io::Write;
 use std::os::fd::{AsRawFd, OwnedFd};

@@ -16,14 +16,18 @@ use crate::spec::EnvironmentSpec;
 /// Where the runtime finds the Runtime API (inside the environment's network namespace).
 pub const RUNTIME_API_ADDRESS: &str = "127.0.0.1:9001";
 
+/// Lambda's default library search path for a function's processes.
+pub const LD_LIBRARY_PATH: &str =
+    "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib";
+
 /// Variables a function may override (Lambda's unreserved defaults).
 const UNRESERVED: &[(&str, &str)] = &[
     ("LANG", "en_US.UTF-8"),
-    ("PATH", "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin"),
     (
-        "LD_LIBRARY_PATH",
-        "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib",
+        "PATH",
+        "/var/lang/bin:/usr/local/bin:/usr/bin/:/bin:/opt/bin",
     ),
+    ("LD_LIBRARY_PATH", LD_LIBRARY_PATH),
 ];
 
 /// Variables only the runtime sees: an extension's environment lacks them (RAPID's
