@@ -97,6 +97,7 @@ pub fn bind_listeners(
 ) -> Result<Listeners> {
     let invoke = dir.bind_socket(state::INVOKE_SOCKET)?;
     let control = dir.bind_socket(state::CONTROL_SOCKET)?;
+    let lease = dir.bind_seqpacket(crate::lease::LEASE_SOCKET)?;
     let netns = spec
         .namespaces
         .iter()
@@ -118,6 +119,7 @@ pub fn bind_listeners(
         runtime,
         invoke_tcp,
         control,
+        lease,
         runtime_unix,
     })
 }

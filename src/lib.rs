@@ -22,6 +22,7 @@ pub mod function;
 pub mod hooks;
 pub mod invoke_client;
 pub mod lambda;
+pub mod lease;
 pub mod lifecycle;
 pub mod logging;
 pub mod mountinfo;

@@ -243,6 +243,7 @@ fn serve_function(
         concurrency: args.concurrency.max(1),
         provisioned: args.provisioned,
         global_args,
+        scratch: scratch.to_path_buf(),
     };
     run::run(runtime, options)
 }

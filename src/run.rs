@@ -3,6 +3,10 @@
 //! created while fewer than `--concurrency` exist; past that a synchronous caller gets 429 and
 //! an `Event` waits for a free environment (it is never lost). Ctrl-C runs every environment's
 //! Shutdown and exits 0.
+//!
+//! While a single caller is connected, its connection is lent to an idle environment, which
+//! serves it directly ([`crate::lease`]); `run` takes it back, between two requests, as soon as
+//! it needs that environment for anything else.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -19,8 +23,11 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::Notify;
 
+use crate::api::handover::{self, Ended, Handover, Prefixed};
 use crate::api::{invoke, wire};
 use crate::container::Runtime;
+use crate::lease::{self, LeaseChannel, Lend, Returned};
+use crate::sandbox::channel::receive;
 use crate::{Error, Result};
 
 /// How `run` was asked to serve.
@@ -32,6 +39,9 @@ pub struct RunOptions {
     pub provisioned: usize,
     /// The global flags to hand to `runlambda create`.
     pub global_args: Vec<String>,
+    /// A directory of `run`'s own, for the socket where lent connections' `Event` invocations
+    /// come back.
+    pub scratch: PathBuf,
 }
 
 /// One environment of the pool.
@@ -40,6 +50,16 @@ struct Environment {
     init: Pid,
     busy: bool,
     connection: Option<SendRequest<Full<Bytes>>>,
+    /// The channel over which connections are lent to it, once one was.
+    lease: Option<Rc<LeaseChannel>>,
+    /// It serves a caller's connection.
+    lent: bool,
+    /// Asked to give that connection back.
+    reclaiming: bool,
+    /// Said, when asked, that it is answering an invocation on that connection.
+    answering: bool,
+    /// It gave its connection back because it shuts down: nothing more is lent to it.
+    retiring: bool,
 }
 
 /// The environments behind the endpoint.
@@ -54,6 +74,15 @@ struct Pool {
     pending_events: usize,
     /// Notified when `pending_events` drops to 0.
     drained: Rc<Notify>,
+    /// Callers' connections open, lent ones included.
+    callers: usize,
+    /// Invocations waiting for a lent environment to come back.
+    waiting: usize,
+    /// The connections `run` serves itself, each with its link to hand it over.
+    served: Vec<(u64, Rc<Handover>)>,
+    next_connection: u64,
+    /// `run`'s socket for the `Event` invocations of lent connections.
+    front: PathBuf,
 }
 
 type Shared = Rc<RefCell<Pool>>;
@@ -84,6 +113,8 @@ async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
     })?;
     let name = options.name.clone();
     let provisioned = options.provisioned;
+    let front = options.scratch.join(FRONT_SOCKET);
+    let front_listener = bind_front(&front)?;
     let pool: Shared = Rc::new(RefCell::new(Pool {
         runtime,
         options,
@@ -93,6 +124,11 @@ async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
         freed: Rc::new(Notify::new()),
         pending_events: 0,
         drained: Rc::new(Notify::new()),
+        callers: 0,
+        waiting: 0,
+        served: Vec::new(),
+        next_connection: 0,
+        front,
     }));
     for _ in 0..provisioned {
         let id = new_environment(&pool).await?;
@@ -103,9 +139,10 @@ async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
         "invoke with: curl -s -X POST http://{address}/2015-03-31/functions/{name}/invocations -d '{{}}'"
     );
     let handler_pool = pool.clone();
-    let server = crate::api::serve_tcp(listener, move |request| {
+    tokio::task::spawn_local(crate::api::serve_unix(front_listener, move |request| {
         handle(request, handler_pool.clone())
-    });
+    }));
+    let server = accept(listener, pool.clone());
     let mut interrupt = signal(tokio::signal::unix::SignalKind::interrupt())?;
     let mut terminate = signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut children = signal(tokio::signal::unix::SignalKind::child())?;
@@ -136,6 +173,264 @@ async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
     }
     shutdown(&pool);
     Ok(())
+}
+
+/// `run`'s socket for the `Event` invocations that arrive on lent connections.
+const FRONT_SOCKET: &str = "front.sock";
+
+fn bind_front(path: &Path) -> Result<tokio::net::UnixListener> {
+    let bind = || -> std::io::Result<tokio::net::UnixListener> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let listener = crate::socket_path::bind(path)?;
+        listener.set_nonblocking(true)?;
+        tokio::net::UnixListener::from_std(listener)
+    };
+    bind().map_err(|source| Error::Listen {
+        what: path.display().to_string(),
+        source,
+    })
+}
+
+/// Accepts callers' connections forever. A second caller takes every lent connection back:
+/// from then on, `run` routes each invocation.
+async fn accept(listener: tokio::net::TcpListener, pool: Shared) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let others = {
+            let mut p = pool.borrow_mut();
+            p.callers += 1;
+            p.callers > 1
+        };
+        if others {
+            reclaim_all(&pool);
+        }
+        tokio::task::spawn_local(caller(stream, Bytes::new(), pool.clone()));
+    }
+}
+
+/// Serves one caller's connection until it closes, lending it to an idle environment whenever
+/// it is the only one (see [`lendable`]).
+async fn caller(stream: tokio::net::TcpStream, read_ahead: Bytes, pool: Shared) {
+    let (mut stream, mut read_ahead) = (stream, read_ahead);
+    loop {
+        if let Some(id) = lendable(&pool) {
+            match lend(&pool, &id, stream, read_ahead).await {
+                Ok(()) => return,
+                Err((back, bytes)) => (stream, read_ahead) = (back, bytes),
+            }
+        }
+        let handover = Rc::new(Handover::default());
+        let key = {
+            let mut p = pool.borrow_mut();
+            p.next_connection += 1;
+            let key = p.next_connection;
+            p.served.push((key, handover.clone()));
+            key
+        };
+        let handler_pool = pool.clone();
+        let ended = handover::serve(
+            Prefixed::new(read_ahead, stream),
+            move |request| handle(request, handler_pool.clone()),
+            handover,
+        )
+        .await;
+        pool.borrow_mut().served.retain(|(k, _)| *k != key);
+        match ended {
+            Ended::Closed => {
+                pool.borrow_mut().callers -= 1;
+                consider_lending(&pool);
+                return;
+            }
+            Ended::HandedOver { io, read_ahead: r } => (stream, read_ahead) = (io, r),
+        }
+    }
+}
+
+/// An environment to lend the only caller's connection to: idle, and wanted by nobody else
+/// (no invocation waits, no `Event` is under way, nothing else is lent).
+fn lendable(pool: &Shared) -> Option<String> {
+    let p = pool.borrow();
+    let quiet = p.callers == 1 && p.waiting == 0 && p.pending_events == 0;
+    if !quiet || p.environments.iter().any(|e| e.lent) {
+        return None;
+    }
+    p.environments
+        .iter()
+        .find(|e| !e.busy && !e.retiring)
+        .map(|e| e.id.clone())
+}
+
+/// When the only caller's connection is served by `run` and could be lent, asks for it at its
+/// next idle moment.
+fn consider_lending(pool: &Shared) {
+    if lendable(pool).is_some() {
+        if let Some((_, handover)) = pool.borrow().served.first() {
+            handover.request();
+        }
+    }
+}
+
+/// Lends the connection to environment `id`; on failure it comes back to be served here.
+async fn lend(
+    pool: &Shared,
+    id: &str,
+    stream: tokio::net::TcpStream,
+    read_ahead: Bytes,
+) -> std::result::Result<(), (tokio::net::TcpStream, Bytes)> {
+    let Ok(fd) = stream.into_std().map(std::os::fd::OwnedFd::from) else {
+        // Not even the descriptor: the connection is lost either way.
+        pool.borrow_mut().callers -= 1;
+        return Ok(());
+    };
+    let channel = lease_channel(pool, id);
+    let (channel, front) = {
+        let mut p = pool.borrow_mut();
+        let front = p.front.clone();
+        match (channel, p.environments.iter_mut().find(|e| e.id == id)) {
+            (Some(channel), Some(env)) => {
+                env.lent = true;
+                (Some(channel), front)
+            }
+            _ => (None, front),
+        }
+    };
+    let message = Lend::Connection {
+        read_ahead: read_ahead.to_vec(),
+        front,
+    };
+    let sent = match &channel {
+        Some(channel) => lease::send(channel, &message, Some(&fd)).await.is_ok(),
+        None => false,
+    };
+    if sent {
+        return Ok(());
+    }
+    set_returned(pool, id);
+    match tcp_stream(fd) {
+        Ok(stream) => Err((stream, read_ahead)),
+        Err(_) => {
+            pool.borrow_mut().callers -= 1;
+            Ok(())
+        }
+    }
+}
+
+fn tcp_stream(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = std::net::TcpStream::from(fd);
+    stream.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(stream)
+}
+
+/// The environment's lease channel, connected on first use, with a task that takes what
+/// comes back on it.
+fn lease_channel(pool: &Shared, id: &str) -> Option<Rc<LeaseChannel>> {
+    let mut p = pool.borrow_mut();
+    let root = p.runtime.root.clone();
+    let env = p.environments.iter_mut().find(|e| e.id == id)?;
+    if let Some(channel) = &env.lease {
+        return Some(channel.clone());
+    }
+    let path = root.join(id).join(lease::LEASE_SOCKET);
+    let channel = Rc::new(
+        crate::socket_path::connect_seqpacket(&path)
+            .and_then(lease::channel)
+            .ok()?,
+    );
+    env.lease = Some(channel.clone());
+    tokio::task::spawn_local(take_back(channel.clone(), id.to_string(), pool.clone()));
+    Some(channel)
+}
+
+/// Takes what environment `id` gives back: the connection (served here again), or word that
+/// the caller closed it. The channel's end means the environment is gone, and with it the
+/// connection it held.
+async fn take_back(channel: Rc<LeaseChannel>, id: String, pool: Shared) {
+    while let Ok(Some((message, mut fds))) = receive::<Returned>(&channel).await {
+        if !matches!(message, Returned::Busy) {
+            set_returned(&pool, &id);
+        }
+        match message {
+            Returned::Connection {
+                read_ahead,
+                shutting_down,
+            } => {
+                if shutting_down {
+                    retire(&pool, &id);
+                }
+                match fds.pop().map(tcp_stream) {
+                    Some(Ok(stream)) => {
+                        tokio::task::spawn_local(caller(stream, read_ahead.into(), pool.clone()));
+                    }
+                    _ => pool.borrow_mut().callers -= 1,
+                }
+            }
+            Returned::Closed => {
+                pool.borrow_mut().callers -= 1;
+                consider_lending(&pool);
+            }
+            Returned::Busy => set_answering(&pool, &id),
+        }
+        // Whoever waits for a lent environment looks again.
+        pool.borrow().freed.notify_waiters();
+    }
+    let p = &mut *pool.borrow_mut();
+    if let Some(env) = p.environments.iter_mut().find(|e| e.id == id) {
+        env.lease = None;
+        if env.lent {
+            env.lent = false;
+            p.callers -= 1;
+        }
+    }
+    p.freed.notify_waiters();
+}
+
+fn set_returned(pool: &Shared, id: &str) {
+    update(pool, id, |env| {
+        env.lent = false;
+        env.reclaiming = false;
+        env.answering = false;
+    });
+}
+
+fn set_answering(pool: &Shared, id: &str) {
+    update(pool, id, |env| env.answering = true);
+}
+
+fn retire(pool: &Shared, id: &str) {
+    update(pool, id, |env| env.retiring = true);
+}
+
+fn update(pool: &Shared, id: &str, change: impl FnOnce(&mut Environment)) {
+    if let Some(env) = pool
+        .borrow_mut()
+        .environments
+        .iter_mut()
+        .find(|e| e.id == id)
+    {
+        change(env);
+    }
+}
+
+/// Asks every environment that serves a lent connection to give it back.
+fn reclaim_all(pool: &Shared) {
+    let mut p = pool.borrow_mut();
+    for env in p
+        .environments
+        .iter_mut()
+        .filter(|e| e.lent && !e.reclaiming)
+    {
+        if let Some(channel) = env.lease.clone() {
+            env.reclaiming = true;
+            tokio::task::spawn_local(async move {
+                let _ = lease::send(&channel, &Lend::Reclaim, None).await;
+            });
+        }
+    }
 }
 
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
@@ -229,17 +524,29 @@ async fn deliver_event(parts: hyper::http::request::Parts, body: Bytes, pool: Sh
     }
 }
 
-/// An idle environment, or a new one while the pool is below its size; `None` when full.
+/// An idle environment: one that is, or one whose lent connection comes back idle when
+/// reclaimed, else a new one while the pool is below its size; `None` when full.
 async fn acquire(pool: &Shared) -> Option<String> {
-    {
-        let mut p = pool.borrow_mut();
-        if let Some(env) = p.environments.iter_mut().find(|e| !e.busy) {
-            env.busy = true;
-            return Some(env.id.clone());
-        }
-        if p.environments.len() + p.creating >= p.options.concurrency {
-            return None;
-        }
+    loop {
+        let freed = {
+            let mut p = pool.borrow_mut();
+            if let Some(env) = p.environments.iter_mut().find(|e| !e.busy && !e.lent) {
+                env.busy = true;
+                return Some(env.id.clone());
+            }
+            // A lent environment that has not said it is busy will be idle at once.
+            if !p.environments.iter().any(|e| e.lent && !e.answering) {
+                if p.environments.len() + p.creating < p.options.concurrency {
+                    break;
+                }
+                return None;
+            }
+            p.waiting += 1;
+            p.freed.clone()
+        };
+        let _waiting = Waiting(pool.clone());
+        reclaim_all(pool);
+        freed.notified().await;
     }
     match new_environment(pool).await {
         Ok(id) => Some(id),
@@ -250,6 +557,15 @@ async fn acquire(pool: &Shared) -> Option<String> {
             );
             None
         }
+    }
+}
+
+/// Counts an invocation waiting in [`acquire`] for as long as it waits (its caller may go away).
+struct Waiting(Shared);
+
+impl Drop for Waiting {
+    fn drop(&mut self) {
+        self.0.borrow_mut().waiting -= 1;
     }
 }
 
@@ -284,6 +600,11 @@ async fn new_environment(pool: &Shared) -> Result<String> {
         init,
         busy: true,
         connection: None,
+        lease: None,
+        lent: false,
+        reclaiming: false,
+        answering: false,
+        retiring: false,
     });
     Ok(id)
 }
@@ -452,29 +773,38 @@ async fn connect(root: &Path, id: &str) -> std::io::Result<SendRequest<Full<Byte
     Ok(sender)
 }
 
-/// Marks `id` idle again (keeping its connection) and wakes a waiting Event.
+/// Marks `id` idle again (keeping its connection) and wakes a waiting invocation.
 fn release(pool: &Shared, id: &str, connection: Option<SendRequest<Full<Bytes>>>) {
-    let p = &mut *pool.borrow_mut();
-    if let Some(env) = p.environments.iter_mut().find(|e| e.id == id) {
-        env.busy = false;
-        env.connection = connection;
+    {
+        let p = &mut *pool.borrow_mut();
+        if let Some(env) = p.environments.iter_mut().find(|e| e.id == id) {
+            env.busy = false;
+            env.connection = connection;
+        }
+        p.freed.notify_one();
     }
-    p.freed.notify_one();
+    consider_lending(pool);
 }
 
 /// Reaps environments whose init exited (idle timeout, or killed) and deletes them.
 fn reap_exited(pool: &Shared) {
     let p = &mut *pool.borrow_mut();
     let runtime = &p.runtime;
+    let mut lost = 0;
     p.environments
         .retain(|env| match waitpid(env.init, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) => true,
             _ => {
+                // A connection it still held went with it.
+                lost += usize::from(env.lent);
                 let _ = runtime.delete(&env.id, true);
                 let _ = std::fs::remove_file(pid_file(&runtime.root, &env.id));
                 false
             }
         });
+    p.callers -= lost;
+    // An invocation waiting for a lent environment may now find room for a new one.
+    p.freed.notify_waiters();
 }
 
 /// How long an environment's Shutdown may take before it is killed: Lambda's 2,000 ms

@@ -8,12 +8,13 @@
 
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{open, OFlag};
+use nix::sys::socket::{self, AddressFamily, Backlog, SockFlag, SockType, UnixAddr};
 use nix::sys::stat::Mode;
 
 /// The size of `sun_path` in `struct sockaddr_un` on Linux.
@@ -40,6 +41,37 @@ pub fn bind(path: &Path) -> io::Result<UnixListener> {
 /// Connects to the unix socket at `path`.
 pub fn connect(path: &Path) -> io::Result<UnixStream> {
     reach(path, |address| UnixStream::connect(address))
+}
+
+/// Binds a listening `SOCK_SEQPACKET` unix socket at `path` (close-on-exec): each message
+/// arrives whole, with the descriptors sent along with it.
+pub fn bind_seqpacket(path: &Path) -> io::Result<OwnedFd> {
+    let fd = seqpacket()?;
+    reach(path, |address| {
+        socket::bind(fd.as_raw_fd(), &UnixAddr::new(address)?)?;
+        Ok(())
+    })?;
+    socket::listen(&fd, Backlog::new(4)?)?;
+    Ok(fd)
+}
+
+/// Connects a `SOCK_SEQPACKET` unix socket to the listener at `path`.
+pub fn connect_seqpacket(path: &Path) -> io::Result<OwnedFd> {
+    let fd = seqpacket()?;
+    reach(path, |address| {
+        socket::connect(fd.as_raw_fd(), &UnixAddr::new(address)?)?;
+        Ok(())
+    })?;
+    Ok(fd)
+}
+
+fn seqpacket() -> io::Result<OwnedFd> {
+    Ok(socket::socket(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?)
 }
 
 /// Runs `act` with an address for `path` that fits `sun_path`: the path itself when it fits,

@@ -177,11 +177,18 @@ impl StateDir {
     /// Binds a unix socket named `name` in the directory, readable and writable by root alone
     /// whatever the umask (the directory itself is 0700 too).
     pub fn bind_socket(&self, name: &str) -> Result<std::os::unix::net::UnixListener> {
-        use std::os::unix::fs::PermissionsExt;
         let path = self.dir.join(name);
         let listener = crate::socket_path::bind(&path).map_err(io_err("bind socket", &path))?;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
-            .map_err(io_err("restrict socket", &path))?;
+        restrict(&path)?;
+        Ok(listener)
+    }
+
+    /// The same for a `SOCK_SEQPACKET` socket.
+    pub fn bind_seqpacket(&self, name: &str) -> Result<std::os::fd::OwnedFd> {
+        let path = self.dir.join(name);
+        let listener =
+            crate::socket_path::bind_seqpacket(&path).map_err(io_err("bind socket", &path))?;
+        restrict(&path)?;
         Ok(listener)
     }
 
@@ -246,6 +253,13 @@ impl StateDir {
             _ => Ok(()),
         }
     }
+}
+
+/// Only root may connect to a socket of the state directory.
+fn restrict(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600))
+        .map_err(io_err("restrict socket", path))
 }
 
 const STATE_FILE: &str = "state.json";

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::lambda::{header, python_function, rust_function, Server};
+use common::lambda::{header, python_function, rust_function, KeepAlive, Server};
 use common::{cgroup_procs, eventually, unified_mount, Env};
 use serde_json::{json, Value};
 
@@ -315,6 +315,147 @@ fn event_invocations_are_accepted_and_run() {
         server.stdout().contains("from-an-event")
     });
     server.stop();
+}
+
+/// Stops `runlambda run` (SIGSTOP) while it lives, so that only what does not pass through it
+/// still works; SIGCONT when dropped, whatever happened.
+struct Stopped(nix::unistd::Pid);
+
+impl Stopped {
+    fn new(server: &Server) -> Stopped {
+        let pid = nix::unistd::Pid::from_raw(server.pid() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGSTOP).unwrap();
+        Stopped(pid)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(self.0, nix::sys::signal::Signal::SIGCONT);
+    }
+}
+
+/// Three invokes on `caller`, each answered with its own event.
+fn three_echoes(caller: &mut KeepAlive, what: &str) {
+    for i in 0..3 {
+        let response = caller
+            .invoke("python-echo", format!("{{\"n\":{i}}}").as_bytes(), &[])
+            .unwrap_or_else(|e| panic!("{what}, invoke {i}: {e}"));
+        assert_eq!(response.status, 200, "{what}: {}", response.text());
+        assert_eq!(json_body(&response)["echo"]["n"], i, "{what}");
+    }
+}
+
+#[test]
+fn a_lone_keep_alive_caller_is_served_by_the_environment_without_run_in_between() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &["--provisioned", "1"]);
+    let mut caller = server.keep_alive();
+    three_echoes(&mut caller, "before run is stopped");
+    {
+        let _stopped = Stopped::new(&server);
+        three_echoes(&mut caller, "while run is stopped");
+    }
+    three_echoes(&mut caller, "after run continues");
+    server.stop();
+    assert_eq!(server.stdout().matches("REPORT RequestId: ").count(), 9);
+}
+
+#[test]
+fn a_second_caller_takes_the_lent_connection_back_and_one_environment_serves_both() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &["--provisioned", "1"]);
+    let mut first = server.keep_alive();
+    three_echoes(&mut first, "the first caller alone");
+    let mut second = server.keep_alive();
+    for _ in 0..2 {
+        three_echoes(&mut second, "the second caller");
+        three_echoes(&mut first, "the first caller beside the second");
+    }
+    drop(second);
+    // Alone again, the first caller's connection is lent again at its next idle moment.
+    three_echoes(&mut first, "the first caller alone again");
+    std::thread::sleep(Duration::from_millis(200));
+    {
+        let _stopped = Stopped::new(&server);
+        three_echoes(&mut first, "the first caller while run is stopped");
+    }
+    server.stop();
+    let log = server.stdout();
+    // The idle environment was taken back for the second caller, not joined by a new one.
+    assert_eq!(log.matches("Init Duration: ").count(), 1, "{log}");
+    assert_eq!(log.matches("REPORT RequestId: ").count(), 21, "{log}");
+}
+
+#[test]
+fn a_caller_beside_a_busy_lent_connection_gets_an_environment_of_its_own() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &["--provisioned", "1", "--timeout", "30"]);
+    let mut first = server.keep_alive();
+    three_echoes(&mut first, "the first caller alone");
+    let slow = std::thread::spawn(move || {
+        let response = first.invoke("python-echo", br#"{"sleep":3}"#, &[]);
+        (response, first)
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let mut second = server.keep_alive();
+    three_echoes(&mut second, "the second caller");
+    assert!(
+        !slow.is_finished(),
+        "the second caller waited for the first caller's invocation"
+    );
+    let (response, mut first) = slow.join().unwrap();
+    assert_eq!(response.unwrap().status, 200);
+    three_echoes(&mut first, "the first caller after its slow invocation");
+    server.stop();
+    assert_eq!(server.stdout().matches("Init Duration: ").count(), 2);
+}
+
+#[test]
+fn an_event_on_a_lent_connection_is_queued_by_run_and_runs() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(&env, &function, &["--provisioned", "1"]);
+    let mut caller = server.keep_alive();
+    three_echoes(&mut caller, "before the event");
+    let event = caller
+        .invoke(
+            "python-echo",
+            br#"{"print":"from-an-event"}"#,
+            &[("X-Amz-Invocation-Type", "Event")],
+        )
+        .unwrap();
+    assert_eq!(event.status, 202, "{}", event.text());
+    three_echoes(&mut caller, "after the event");
+    eventually(Duration::from_secs(15), "the event to run", || {
+        server.stdout().contains("from-an-event")
+    });
+    server.stop();
+    assert_eq!(server.stdout().matches("REPORT RequestId: ").count(), 7);
+}
+
+#[test]
+fn an_environment_that_shuts_down_gives_the_lent_connection_back() {
+    let env = Env::with_config(HYBRID_OK);
+    let function = readable(python_function(env.dir.path()));
+    let mut server = start(
+        &env,
+        &function,
+        &["--provisioned", "1", "--idle-timeout", "1"],
+    );
+    let mut caller = server.keep_alive();
+    three_echoes(&mut caller, "before the idle timeout");
+    eventually(
+        Duration::from_secs(10),
+        "the idle environment to go",
+        || leaves(&env).is_empty(),
+    );
+    three_echoes(&mut caller, "on the same connection, to a new environment");
+    server.stop();
+    assert_eq!(server.stdout().matches("Init Duration: ").count(), 2);
 }
 
 #[test]

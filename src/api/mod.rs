@@ -5,6 +5,7 @@
 
 pub mod eventstream;
 pub mod extensions;
+pub mod handover;
 pub mod invoke;
 pub mod relay;
 pub mod runtime;

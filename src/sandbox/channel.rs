@@ -89,14 +89,15 @@ impl Channel {
         Ok(())
     }
 
-    /// Sends a message with file descriptors attached (`SCM_RIGHTS`).
+    /// Sends a message with file descriptors attached (`SCM_RIGHTS`), if any.
     pub fn send_with_fds<T: Serialize>(&self, message: &T, fds: &[RawFd]) -> io::Result<()> {
         let bytes = serde_json::to_vec(message).map_err(io::Error::other)?;
-        let cmsg = [ControlMessage::ScmRights(fds)];
+        let rights = [ControlMessage::ScmRights(fds)];
+        let cmsg: &[ControlMessage] = if fds.is_empty() { &[] } else { &rights };
         sendmsg::<()>(
             self.0.as_raw_fd(),
             &[IoSlice::new(&bytes)],
-            &cmsg,
+            cmsg,
             MsgFlags::MSG_NOSIGNAL,
             None,
         )?;
@@ -135,6 +136,14 @@ impl Channel {
         Ok(Some((message, fds)))
     }
 
+    /// Makes the socket non-blocking, for an event loop.
+    pub fn set_nonblocking(&self) -> io::Result<()> {
+        use nix::fcntl::{fcntl, FcntlArg, OFlag};
+        let flags = OFlag::from_bits_truncate(fcntl(&self.0, FcntlArg::F_GETFL)?);
+        fcntl(&self.0, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+        Ok(())
+    }
+
     /// The socket, for polling it.
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         std::os::fd::AsFd::as_fd(&self.0)
@@ -155,6 +164,27 @@ impl Channel {
         serde_json::from_slice(&buf[..n])
             .map(Some)
             .map_err(io::Error::other)
+    }
+}
+
+/// One end of a connected `SOCK_SEQPACKET` socket, as a channel.
+impl From<OwnedFd> for Channel {
+    fn from(fd: OwnedFd) -> Self {
+        Channel(fd)
+    }
+}
+
+/// The next message on a non-blocking channel in the event loop, with the fds that came with
+/// it; `None` at end-of-file.
+pub async fn receive<T: DeserializeOwned>(
+    channel: &tokio::io::unix::AsyncFd<Channel>,
+) -> io::Result<Option<(T, Vec<OwnedFd>)>> {
+    loop {
+        let mut ready = channel.readable().await?;
+        match ready.try_io(|c| c.get_ref().recv_with_fds::<T>()) {
+            Ok(result) => return result,
+            Err(_would_block) => continue,
+        }
     }
 }
 

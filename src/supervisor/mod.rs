@@ -6,6 +6,7 @@
 //! telemetry records, freezing, thawing, resets, answers to callers).
 
 pub mod extensions;
+mod lease;
 mod netns;
 mod report;
 pub mod serve;
@@ -16,7 +17,7 @@ pub use spawn::LD_LIBRARY_PATH;
 
 use std::collections::VecDeque;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -33,7 +34,7 @@ use crate::api::wire;
 use crate::api::KillSwitch;
 use crate::cgroup::{Cgroup, Freezer};
 use crate::lifecycle::{self, Effect, Event, Failure, Phase, ShutdownReason};
-use crate::sandbox::channel::{Channel, FromInit, ToInit};
+use crate::sandbox::channel::{receive, Channel, FromInit, ToInit};
 use crate::spec::EnvironmentSpec;
 use extensions::{ExtensionRequest, Extensions, Refusal as ExtensionRefusal, Registered};
 use report::LogBook;
@@ -282,7 +283,7 @@ impl Supervisor {
         init_pid: i32,
         commands: mpsc::UnboundedSender<Command>,
     ) -> std::io::Result<Self> {
-        set_nonblocking(&init)?;
+        init.set_nonblocking()?;
         let netns = std::fs::File::open(format!("/proc/{init_pid}/ns/net"))
             .and_then(netns::Connector::start);
         let connector = match netns {
@@ -337,18 +338,9 @@ impl Supervisor {
         init: Rc<AsyncFd<Channel>>,
         commands: mpsc::UnboundedSender<Command>,
     ) {
-        loop {
-            let Ok(mut ready) = init.readable().await else {
-                break;
-            };
-            match ready.try_io(|fd| fd.get_ref().recv::<FromInit>()) {
-                Ok(Ok(Some(message))) => {
-                    if commands.send(Command::Init(message)).is_err() {
-                        return;
-                    }
-                }
-                Ok(Ok(None)) | Ok(Err(_)) => break,
-                Err(_would_block) => continue,
+        while let Ok(Some((message, _))) = receive::<FromInit>(&init).await {
+            if commands.send(Command::Init(message)).is_err() {
+                return;
             }
         }
         let _ = commands.send(Command::InitGone);
@@ -1317,15 +1309,6 @@ async fn forward_lines(fd: OwnedFd, from: Role, commands: mpsc::UnboundedSender<
         }
     }
     let _ = commands.send(Command::OutputClosed);
-}
-
-fn set_nonblocking(channel: &Channel) -> std::io::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let fd = channel.fd();
-    let flags = OFlag::from_bits_truncate(fcntl(fd, FcntlArg::F_GETFL)?);
-    fcntl(fd, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
-    let _ = fd.as_raw_fd();
-    Ok(())
 }
 
 /// A duration in milliseconds, as telemetry metrics carry it.

@@ -8,6 +8,7 @@ use std::rc::Rc;
 use tokio::sync::mpsc;
 use tokio::task::spawn_local;
 
+use super::lease::{self, Lent};
 use super::{Command, Function, Supervisor};
 use crate::api;
 use crate::cgroup::Cgroup;
@@ -31,6 +32,8 @@ pub struct Listeners {
     /// `kill` asks for the Shutdown here (the init may be frozen and unable to pass on a
     /// signal).
     pub control: std::os::unix::net::UnixListener,
+    /// `run` lends callers' connections here (`SOCK_SEQPACKET`).
+    pub lease: OwnedFd,
 }
 
 /// Serves the environment until its init is gone; never returns.
@@ -100,6 +103,13 @@ pub fn serve(
             move |request| api::handle_sandbox(request, to_runtime.clone(), switch.clone()),
         ));
         let name = Rc::new((function.name.clone(), function.arn()));
+        let lent = Rc::new(Lent::default());
+        spawn_local(lease::serve(
+            listeners.lease,
+            commands.clone(),
+            name.clone(),
+            lent.clone(),
+        ));
         let (to_invoke, invoke_name) = (commands.clone(), name.clone());
         listeners.invoke.set_nonblocking(true)?;
         spawn_local(api::serve_unix(
@@ -113,6 +123,7 @@ pub fn serve(
             ));
         }
         supervisor.run(receiver).await;
+        lent.give_back().await;
         Ok::<(), std::io::Error>(())
     });
     if let Err(e) = result {

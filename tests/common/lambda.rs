@@ -196,6 +196,12 @@ impl Server {
             .unwrap_or_else(|e| panic!("{method} {path}: {e}\nstderr:\n{}", self.stderr()))
     }
 
+    /// A keep-alive connection to the server; panics when it cannot connect.
+    pub fn keep_alive(&self) -> KeepAlive {
+        KeepAlive::open(&self.endpoint)
+            .unwrap_or_else(|e| panic!("connect to {}: {e}", self.endpoint))
+    }
+
     /// Ctrl-C: SIGINT, wait up to 10 s, then SIGKILL; returns how the server exited.
     /// Calling it again returns the same status.
     pub fn stop(&mut self) -> ExitStatus {
@@ -288,12 +294,31 @@ fn send(
     body: &[u8],
     headers: &[(&str, &str)],
 ) -> io::Result<BufReader<TcpStream>> {
+    let (mut stream, authority) = connect(endpoint)?;
+    let mut headers = headers.to_vec();
+    headers.push(("Connection", "close"));
+    stream.write_all(&request_bytes(&authority, method, path, body, &headers))?;
+    Ok(BufReader::new(stream))
+}
+
+/// A TCP connection to `endpoint` (`http://host:port`), and its `host:port`.
+fn connect(endpoint: &str) -> io::Result<(TcpStream, String)> {
     let authority = endpoint.strip_prefix("http://").unwrap_or(endpoint);
     let authority = authority.trim_end_matches('/');
-    let mut stream = TcpStream::connect(authority)?;
+    let stream = TcpStream::connect(authority)?;
     stream.set_read_timeout(Some(READ_TIMEOUT))?;
+    Ok((stream, authority.to_string()))
+}
+
+fn request_bytes(
+    authority: &str,
+    method: &str,
+    path: &str,
+    body: &[u8],
+    headers: &[(&str, &str)],
+) -> Vec<u8> {
     let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\nConnection: close\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (name, value) in headers {
@@ -302,8 +327,36 @@ fn send(
     request.push_str("\r\n");
     let mut bytes = request.into_bytes();
     bytes.extend_from_slice(body);
-    stream.write_all(&bytes)?;
-    Ok(BufReader::new(stream))
+    bytes
+}
+
+/// One keep-alive connection, as an SDK keeps one: invocations one after another on it.
+pub struct KeepAlive {
+    reader: BufReader<TcpStream>,
+    authority: String,
+}
+
+impl KeepAlive {
+    pub fn open(endpoint: &str) -> io::Result<KeepAlive> {
+        let (stream, authority) = connect(endpoint)?;
+        Ok(KeepAlive {
+            reader: BufReader::new(stream),
+            authority,
+        })
+    }
+
+    /// Invokes function `name` on this connection.
+    pub fn invoke(
+        &mut self,
+        name: &str,
+        payload: &[u8],
+        headers: &[(&str, &str)],
+    ) -> io::Result<Response> {
+        let path = format!("/2015-03-31/functions/{name}/invocations");
+        let bytes = request_bytes(&self.authority, "POST", &path, payload, headers);
+        self.reader.get_mut().write_all(&bytes)?;
+        read_response(&mut self.reader, false)
+    }
 }
 
 /// An `InvokeWithResponseStream` answer (a chunked AWS event stream), read one event-stream
