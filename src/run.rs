@@ -183,6 +183,11 @@ fn bind_front(path: &Path) -> Result<tokio::net::UnixListener> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
+        // The directory is named after this process: a socket already there is a dead one's.
+        match std::fs::remove_file(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let listener = crate::socket_path::bind(path)?;
         listener.set_nonblocking(true)?;
         tokio::net::UnixListener::from_std(listener)
