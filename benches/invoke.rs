@@ -33,24 +33,32 @@
 //!   first one does (some kernel steps are quicker right after others of their kind).
 //! - (b) **warm invoke latency**: one environment (`--provisioned 1`), a sequential keep-alive
 //!   HTTP/1.1 client (std `TcpStream`, `TCP_NODELAY`) posting a small JSON event to the Invoke
-//!   API; every invoke thaws the environment, and freezing is requested after it. The reference
+//!   API. The client being `run`'s only caller, its connection is lent to the environment,
+//!   whose supervisor serves it (`run` is not on the path; see `src/lease.rs`). In the row
+//!   "runlambda run, from frozen" the client waits, before each invoke, until the leaf's
+//!   `cgroup.events` reads `frozen 1` (a wait neither timed nor counted): every invoke thaws a
+//!   frozen environment and freezing follows it, the cycle of a function invoked now and then.
+//!   In the row "runlambda run, back-to-back" (another environment) the client sends each
+//!   invoke as soon as the last is answered, which is before the runtime asks for the next
+//!   event: the environment then has an invoke waiting and is not frozen in between, as in
+//!   Lambda. The row "runlambda, freeze delay" runs with `--freeze-delay-ms 10`. The reference
 //!   ("floor") is a separate process (this bench binary re-executed) running a tokio
 //!   current-thread hyper server with a Runtime API port, where a plain `rust_echo` process parks
 //!   its `next`, and an Invoke API port for the same client: caller → server → runtime → server
-//!   → caller, no containers, no freezing, no logs. Both are warmed up, then measured in
-//!   alternating blocks of 500 invokes so that machine noise hits both alike. If the AWS
+//!   → caller, no containers, no freezing, no logs. All are warmed up, then measured in
+//!   alternating blocks of 500 invokes so that machine noise hits all alike. If the AWS
 //!   emulator (`aws-lambda-rie`) is on `PATH` it gets a row too (in the same blocks). The row
-//!   "floor + freeze/thaw" adds freezing to the floor: its runtime sits in a cgroup2 leaf of its
+//!   "floor, from frozen" adds freezing to the floor: its runtime sits in a cgroup2 leaf of its
 //!   own, which the floor server thaws before each delivery and asks to freeze (without
-//!   waiting, through a `cgroup.freeze` file it keeps open) when the runtime waits in `next`.
-//!   The row "runlambda, freeze delay" runs with `--freeze-delay-ms 10`: back-to-back invokes
-//!   do not freeze the environment between them.
+//!   waiting, through a `cgroup.freeze` file it keeps open) when the runtime waits in `next`;
+//!   its client waits for `frozen 1` as the first row's does.
 //!   The row "runlambda --memory 128" runs the function at Lambda's default size, whose CPU
 //!   share (`cpu.max` 7.2 ms per 100 ms) throttles the runtime. Below the table: the CPU time
 //!   each process used per invoke (`/proc/PID/task/*/schedstat`, the client's thread CPU
 //!   clock), which machine noise disturbs far less than latency.
 //! - (c) **throughput** with `--concurrency 2` and `4` (as many environments provisioned):
-//!   that many client threads, each a sequential keep-alive client; the floor serves the same
+//!   that many client threads, each a sequential keep-alive client (with more than one caller,
+//!   `run` routes every invocation itself); the floor serves the same
 //!   clients with as many `rust_echo` processes. Alternating blocks again.
 //! - (d) **memory**: `Rss` and `Pss` from `/proc/PID/smaps_rollup` of the supervisor and the
 //!   init of an idle (frozen) environment, after one invoke and again after part (b); and per
@@ -121,6 +129,12 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// The label of the reference rows.
 const FLOOR: &str = "floor (no containers)";
+/// The label of the goal's row: every invoke thaws a frozen environment.
+const FROZEN: &str = "runlambda run, from frozen";
+/// The label of the row whose caller sends each invoke as soon as the last is answered.
+const BACK_TO_BACK: &str = "runlambda run, back-to-back";
+/// How often a paced client looks whether the environment froze.
+const PACE_POLL: Duration = Duration::from_micros(20);
 /// The role of a re-executed bench binary.
 const ROLE_VAR: &str = "RUNLAMBDA_BENCH_ROLE";
 /// For the floor server: the cgroup2 leaf of its runtime, to freeze and thaw.
@@ -188,8 +202,8 @@ fn run() -> Result<()> {
 
     // (b) and the first half of (d): one environment.
     let mut single = RunServer::start(&bench, 1, memory)?;
-    let mut warmed = Client::connect(single.endpoint)?;
-    check_echo(&mut warmed)?;
+    // One invoke on a connection closed at once, as a one-off caller makes it.
+    check_echo(&mut Client::connect(single.endpoint)?)?;
     let fresh = bench.memory(&single)?;
     let floor1 = Floor::start(&bench, 1)?;
     let floor_freeze = Floor::with_freezing(&bench)?;
@@ -202,22 +216,34 @@ fn run() -> Result<()> {
         LAMBDA_DEFAULT_MEMORY => None,
         _ => Some(RunServer::start(&bench, 1, LAMBDA_DEFAULT_MEMORY)?),
     };
+    // Its caller sends the next invoke as soon as an answer arrives, before the runtime asks
+    // for the next event: the environment has an invoke waiting and does not freeze.
+    let back_to_back = RunServer::start(&bench, 1, memory)?;
     // Back-to-back invokes within the delay never freeze.
     let delayed = RunServer::start_with(&bench, 1, memory, &["--freeze-delay-ms", "10"])?;
     let mut targets = vec![
-        Target::new("runlambda run", single.endpoint, bench.cpu_pids(&single)?),
+        Target::new(FROZEN, single.endpoint, bench.cpu_pids(&single)?).paced(&bench.leaf(&single)?),
+        Target::new(
+            BACK_TO_BACK,
+            back_to_back.endpoint,
+            bench.cpu_pids(&back_to_back)?,
+        ),
         Target::new(
             "runlambda, freeze delay",
             delayed.endpoint,
             bench.cpu_pids(&delayed)?,
         ),
         Target::new(FLOOR, floor1.endpoint, floor1.pids()),
-        Target::new(
-            "floor + freeze/thaw",
-            floor_freeze.endpoint,
-            floor_freeze.pids(),
-        ),
     ];
+    let floor_frozen = Target::new(
+        "floor, from frozen",
+        floor_freeze.endpoint,
+        floor_freeze.pids(),
+    );
+    targets.push(match &floor_freeze.leaf {
+        Some(leaf) => floor_frozen.paced(leaf),
+        None => floor_frozen,
+    });
     if let Some(s) = &small {
         targets.push(Target::new(
             "runlambda --memory 128",
@@ -250,6 +276,7 @@ fn run() -> Result<()> {
     }
     let floor1_memory = floor1.memory();
     drop(floor1);
+    drop(back_to_back);
     drop(delayed);
     drop(floor_freeze);
     if let Some(r) = rie_server.as_mut() {
@@ -556,6 +583,11 @@ impl Bench {
         Ok(found)
     }
 
+    /// The cgroup2 leaf of `server`'s (first) environment.
+    fn leaf(&self, server: &RunServer) -> Result<PathBuf> {
+        Ok(self.environments(server)?.swap_remove(0).leaf)
+    }
+
     /// The processes whose CPU time part (b) and (c) account per invoke.
     fn cpu_pids(&self, server: &RunServer) -> Result<Vec<(&'static str, i32)>> {
         let envs = self.environments(server)?;
@@ -653,23 +685,29 @@ fn rust_echo_binary(runlambda: &Path, linking: Linking) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Waits (up to 2 s) for `frozen 1` in the leaf's `cgroup.events`.
-fn wait_frozen(leaf: &Path) -> Result<()> {
+/// Waits (up to 2 s) for `frozen 1` in `events` (a `cgroup.events`), looking every
+/// [`PACE_POLL`].
+fn until_frozen(events: &Path) -> std::result::Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(2);
-    let events = leaf.join("cgroup.events");
     loop {
-        let text = fs::read_to_string(&events)
+        let text = fs::read_to_string(events)
             .map_err(|e| format!("cannot read {}: {e}", events.display()))?;
         if text.lines().any(|l| l == "frozen 1") {
-            // Settle: the supervisor's own bookkeeping after the last invoke is done by now.
-            thread::sleep(Duration::from_millis(50));
             return Ok(());
         }
         if Instant::now() >= deadline {
             return Err(format!("{} never read `frozen 1`", events.display()));
         }
-        thread::sleep(Duration::from_millis(5));
+        thread::sleep(PACE_POLL);
     }
+}
+
+/// Waits (up to 2 s) for `frozen 1` in the leaf's `cgroup.events`, then lets the supervisor's
+/// own bookkeeping after the last invoke settle.
+fn wait_frozen(leaf: &Path) -> Result<()> {
+    until_frozen(&leaf.join("cgroup.events"))?;
+    thread::sleep(Duration::from_millis(50));
+    Ok(())
 }
 
 /// Every process's pid and command line.
@@ -1087,6 +1125,8 @@ struct Target {
     pids: Vec<(&'static str, i32)>,
     /// CPU time of the client threads in the measured blocks.
     client_cpu_ns: u64,
+    /// `cgroup.events` of a leaf that must read `frozen 1` before each invoke is sent.
+    pace: Option<PathBuf>,
 }
 
 impl Target {
@@ -1100,7 +1140,14 @@ impl Target {
             first_error: None,
             pids,
             client_cpu_ns: 0,
+            pace: None,
         }
+    }
+
+    /// Each invoke waits until `leaf` is frozen (the wait is neither timed nor counted).
+    fn paced(mut self, leaf: &Path) -> Target {
+        self.pace = Some(leaf.join("cgroup.events"));
+        self
     }
 
     fn per_second(&self) -> f64 {
@@ -1122,6 +1169,7 @@ fn measure(targets: &mut [Target], threads: usize, invokes: usize) -> Result<Vec
     }
     for (target, clients) in targets.iter_mut().zip(clients.iter_mut()) {
         let mut scratch = Target::new(&target.label, target.endpoint, Vec::new());
+        scratch.pace = target.pace.clone();
         block(&mut scratch, clients, WARMUP_INVOKES);
         if scratch.errors > 0 {
             return Err(format!(
@@ -1168,7 +1216,8 @@ fn measure(targets: &mut [Target], threads: usize, invokes: usize) -> Result<Vec
 /// `n` invokes spread over the clients, each on its own thread; records into `target`.
 fn block(target: &mut Target, clients: &mut [Client], n: usize) {
     let per = n.div_ceil(clients.len());
-    type Done = (Vec<f64>, usize, Option<String>, Instant, Instant, u64);
+    let pace = target.pace.as_deref();
+    type Done = (Vec<f64>, usize, Option<String>, Duration, u64);
     let results: Vec<Done> = thread::scope(|s| {
         let handles: Vec<_> = clients
             .iter_mut()
@@ -1177,10 +1226,16 @@ fn block(target: &mut Target, clients: &mut [Client], n: usize) {
                     let mut samples = Vec::with_capacity(per);
                     let mut errors = 0;
                     let mut first_error = None;
-                    let cpu = thread_cpu_ns();
-                    let start = Instant::now();
+                    let (mut cpu, mut wall) = (0, Duration::ZERO);
                     for _ in 0..per {
-                        let t = Instant::now();
+                        if let Some(events) = pace {
+                            if let Err(e) = until_frozen(events) {
+                                errors += 1;
+                                first_error.get_or_insert(e);
+                                break;
+                            }
+                        }
+                        let (cpu_start, t) = (thread_cpu_ns(), Instant::now());
                         match client.invoke() {
                             Ok((200, _)) => samples.push(t.elapsed().as_secs_f64() * 1e6),
                             Ok((status, body)) => {
@@ -1195,19 +1250,18 @@ fn block(target: &mut Target, clients: &mut [Client], n: usize) {
                                 break; // the connection is unusable
                             }
                         }
+                        wall += t.elapsed();
+                        cpu += thread_cpu_ns().saturating_sub(cpu_start);
                     }
-                    let end = Instant::now();
-                    let cpu = thread_cpu_ns().saturating_sub(cpu);
-                    (samples, errors, first_error, start, end, cpu)
+                    (samples, errors, first_error, wall, cpu)
                 })
             })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    let first = results.iter().map(|r| r.3).min().expect("one client");
-    let last = results.iter().map(|r| r.4).max().expect("one client");
-    target.busy += last - first;
-    for (samples, errors, first_error, _, _, cpu) in results {
+    // The clients run side by side: the block lasts as long as the busiest one.
+    target.busy += results.iter().map(|r| r.3).max().expect("one client");
+    for (samples, errors, first_error, _, cpu) in results {
         target.client_cpu_ns += cpu;
         target.samples.extend(samples);
         target.errors += errors;
@@ -1899,10 +1953,12 @@ fn print_throughput(title: &str, rows: &[Summary], invokes: usize, threads: usiz
     );
     print_rows(rows);
     if no_rie {
-        println!("{:<24} not installed", "aws-lambda-rie");
+        println!("{:<28} not installed", "aws-lambda-rie");
     }
     println!(
-        "ratio = median / the floor's median; the floor has no containers, no freeze, no logs"
+        "ratio = median / the floor's median; the floor has no containers, no freeze, no logs; \
+         \"from frozen\" rows wait for `frozen 1` in the leaf's cgroup.events before each invoke \
+         (the wait is neither timed nor counted in invokes/s or CPU)"
     );
     println!();
     println!("CPU time per invoke (µs, all threads, from schedstat), in the measured blocks:");
@@ -1913,7 +1969,7 @@ fn print_throughput(title: &str, rows: &[Summary], invokes: usize, threads: usiz
             .map(|(label, us)| format!("{label} {us:.0}"))
             .collect();
         println!(
-            "{:<24} total {:>4.0} = {}",
+            "{:<28} total {:>4.0} = {}",
             r.label,
             total_cpu(r),
             parts.join(" + ")
@@ -1933,7 +1989,7 @@ fn total_cpu(r: &Summary) -> f64 {
 
 fn print_rows(rows: &[Summary]) {
     println!(
-        "{:<24} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8}",
+        "{:<28} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10} {:>8}",
         "", "p50 µs", "p90 µs", "p99 µs", "max µs", ">=5 ms", "invokes/s", "ratio"
     );
     let floor = rows
@@ -1942,7 +1998,7 @@ fn print_rows(rows: &[Summary]) {
         .map_or(f64::NAN, |r| r.p50);
     for r in rows {
         println!(
-            "{:<24} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>7} {:>10.0} {:>8.2}",
+            "{:<28} {:>9.0} {:>9.0} {:>9.0} {:>9.0} {:>7} {:>10.0} {:>8.2}",
             r.label,
             r.p50,
             r.p90,
@@ -1954,7 +2010,7 @@ fn print_rows(rows: &[Summary]) {
         );
         if r.errors > 0 {
             println!(
-                "{:<24} {} failed invokes (first: {}), {} timed",
+                "{:<28} {} failed invokes (first: {}), {} timed",
                 "",
                 r.errors,
                 r.first_error.as_deref().unwrap_or(""),
@@ -1971,7 +2027,7 @@ fn print_concurrency(warm: &[Summary], levels: &[(usize, Vec<Summary>)], invokes
          {invokes} invokes per row after {WARMUP_INVOKES} warm-up, blocks of {BLOCK} alternating"
     );
     println!(
-        "{:<4} {:<24} {:>9} {:>9} {:>10} {:>13} {:>13} {:>7}",
+        "{:<4} {:<28} {:>9} {:>9} {:>10} {:>13} {:>13} {:>7}",
         "N", "", "p50 µs", "p99 µs", "invokes/s", "vs floor (/s)", "CPU µs/invoke", "failed"
     );
     let mut all: Vec<(usize, &[Summary])> = vec![(1, warm)];
@@ -1981,10 +2037,12 @@ fn print_concurrency(warm: &[Summary], levels: &[(usize, Vec<Summary>)], invokes
             .iter()
             .find(|r| r.label == FLOOR)
             .map_or(f64::NAN, |r| r.per_second);
-        let shown = |r: &&Summary| r.label.starts_with("floor") || r.label == "runlambda run";
+        // At N = 1 the back-to-back row: the paced ones wait between invokes.
+        let shown =
+            |r: &&Summary| [FLOOR, BACK_TO_BACK, "runlambda run"].contains(&r.label.as_str());
         for r in rows.iter().filter(shown) {
             println!(
-                "{n:<4} {:<24} {:>9.0} {:>9.0} {:>10.0} {:>13.2} {:>13.0} {:>7}",
+                "{n:<4} {:<28} {:>9.0} {:>9.0} {:>10.0} {:>13.2} {:>13.0} {:>7}",
                 r.label,
                 r.p50,
                 r.p99,
