@@ -117,6 +117,10 @@ impl Filter {
     pub fn compile(profile: &Seccomp) -> Result<Filter, SeccompError> {
         let mut ctx =
             ScmpFilterContext::new(action(profile.default_action)).map_err(SeccompError::Create)?;
+        // A binary tree on the syscall number instead of a chain of tests: a runtime's syscalls
+        // take O(log n) tests, and the kernel, which runs the filter for every syscall number
+        // when a process loads it (to cache the constant answers), loads it in half the time.
+        ctx.set_ctl_optimize(2).map_err(SeccompError::Create)?;
         for &arch in &profile.architectures {
             let arch_error = |source| SeccompError::Arch { arch, source };
             // A new filter already holds the native architecture; adding it twice is an error.
