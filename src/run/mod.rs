@@ -23,12 +23,15 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use tokio::sync::Notify;
 
-use crate::api::handover::{self, Ended, Handover, Prefixed};
+use crate::api::handover::Handover;
 use crate::api::{invoke, wire};
 use crate::container::Runtime;
-use crate::lease::{self, LeaseChannel, Lend, Returned};
-use crate::sandbox::channel::receive;
+use crate::lease::LeaseChannel;
 use crate::{Error, Result};
+
+mod lending;
+
+use lending::{accept, bind_front, consider_lending, reclaim_all, FRONT_SOCKET};
 
 /// How `run` was asked to serve.
 pub struct RunOptions {
@@ -58,7 +61,7 @@ struct Environment {
     reclaiming: bool,
     /// Said, when asked, that it is answering an invocation on that connection.
     answering: bool,
-    /// It gave its connection back because it shuts down: nothing more is lent to it.
+    /// It gave its connection back because it shuts down: nothing more goes to it.
     retiring: bool,
 }
 
@@ -175,269 +178,6 @@ async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
     Ok(())
 }
 
-/// `run`'s socket for the `Event` invocations that arrive on lent connections.
-const FRONT_SOCKET: &str = "front.sock";
-
-fn bind_front(path: &Path) -> Result<tokio::net::UnixListener> {
-    let bind = || -> std::io::Result<tokio::net::UnixListener> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        // The directory is named after this process: a socket already there is a dead one's.
-        match std::fs::remove_file(path) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let listener = crate::socket_path::bind(path)?;
-        listener.set_nonblocking(true)?;
-        tokio::net::UnixListener::from_std(listener)
-    };
-    bind().map_err(|source| Error::Listen {
-        what: path.display().to_string(),
-        source,
-    })
-}
-
-/// Accepts callers' connections forever. A second caller takes every lent connection back:
-/// from then on, `run` routes each invocation.
-async fn accept(listener: tokio::net::TcpListener, pool: Shared) {
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let others = {
-            let mut p = pool.borrow_mut();
-            p.callers += 1;
-            p.callers > 1
-        };
-        if others {
-            reclaim_all(&pool);
-        }
-        tokio::task::spawn_local(caller(stream, Bytes::new(), pool.clone()));
-    }
-}
-
-/// Serves one caller's connection until it closes, lending it to an idle environment whenever
-/// it is the only one (see [`lendable`]).
-async fn caller(stream: tokio::net::TcpStream, read_ahead: Bytes, pool: Shared) {
-    let (mut stream, mut read_ahead) = (stream, read_ahead);
-    loop {
-        if let Some(id) = lendable(&pool) {
-            match lend(&pool, &id, stream, read_ahead).await {
-                Ok(()) => return,
-                Err((back, bytes)) => (stream, read_ahead) = (back, bytes),
-            }
-        }
-        let handover = Rc::new(Handover::default());
-        let key = {
-            let mut p = pool.borrow_mut();
-            p.next_connection += 1;
-            let key = p.next_connection;
-            p.served.push((key, handover.clone()));
-            key
-        };
-        let handler_pool = pool.clone();
-        let ended = handover::serve(
-            Prefixed::new(read_ahead, stream),
-            move |request| handle(request, handler_pool.clone()),
-            handover,
-        )
-        .await;
-        pool.borrow_mut().served.retain(|(k, _)| *k != key);
-        match ended {
-            Ended::Closed => {
-                pool.borrow_mut().callers -= 1;
-                consider_lending(&pool);
-                return;
-            }
-            Ended::HandedOver { io, read_ahead: r } => (stream, read_ahead) = (io, r),
-        }
-    }
-}
-
-/// An environment to lend the only caller's connection to: idle, and wanted by nobody else
-/// (no invocation waits, no `Event` is under way, nothing else is lent).
-fn lendable(pool: &Shared) -> Option<String> {
-    let p = pool.borrow();
-    let quiet = p.callers == 1 && p.waiting == 0 && p.pending_events == 0;
-    if !quiet || p.environments.iter().any(|e| e.lent) {
-        return None;
-    }
-    p.environments
-        .iter()
-        .find(|e| !e.busy && !e.retiring)
-        .map(|e| e.id.clone())
-}
-
-/// When the only caller's connection is served by `run` and could be lent, asks for it at its
-/// next idle moment.
-fn consider_lending(pool: &Shared) {
-    if lendable(pool).is_some() {
-        if let Some((_, handover)) = pool.borrow().served.first() {
-            handover.request();
-        }
-    }
-}
-
-/// Lends the connection to environment `id`; on failure it comes back to be served here.
-async fn lend(
-    pool: &Shared,
-    id: &str,
-    stream: tokio::net::TcpStream,
-    read_ahead: Bytes,
-) -> std::result::Result<(), (tokio::net::TcpStream, Bytes)> {
-    let Ok(fd) = stream.into_std().map(std::os::fd::OwnedFd::from) else {
-        // Not even the descriptor: the connection is lost either way.
-        pool.borrow_mut().callers -= 1;
-        return Ok(());
-    };
-    let channel = lease_channel(pool, id);
-    let (channel, front) = {
-        let mut p = pool.borrow_mut();
-        let front = p.front.clone();
-        match (channel, p.environments.iter_mut().find(|e| e.id == id)) {
-            (Some(channel), Some(env)) => {
-                env.lent = true;
-                (Some(channel), front)
-            }
-            _ => (None, front),
-        }
-    };
-    let message = Lend::Connection {
-        read_ahead: read_ahead.to_vec(),
-        front,
-    };
-    let sent = match &channel {
-        Some(channel) => lease::send(channel, &message, Some(&fd)).await.is_ok(),
-        None => false,
-    };
-    if sent {
-        return Ok(());
-    }
-    set_returned(pool, id);
-    match tcp_stream(fd) {
-        Ok(stream) => Err((stream, read_ahead)),
-        Err(_) => {
-            pool.borrow_mut().callers -= 1;
-            Ok(())
-        }
-    }
-}
-
-fn tcp_stream(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::net::TcpStream> {
-    let stream = std::net::TcpStream::from(fd);
-    stream.set_nonblocking(true)?;
-    tokio::net::TcpStream::from_std(stream)
-}
-
-/// The environment's lease channel, connected on first use, with a task that takes what
-/// comes back on it.
-fn lease_channel(pool: &Shared, id: &str) -> Option<Rc<LeaseChannel>> {
-    let mut p = pool.borrow_mut();
-    let root = p.runtime.root.clone();
-    let env = p.environments.iter_mut().find(|e| e.id == id)?;
-    if let Some(channel) = &env.lease {
-        return Some(channel.clone());
-    }
-    let path = root.join(id).join(lease::LEASE_SOCKET);
-    let channel = Rc::new(
-        crate::socket_path::connect_seqpacket(&path)
-            .and_then(lease::channel)
-            .ok()?,
-    );
-    env.lease = Some(channel.clone());
-    tokio::task::spawn_local(take_back(channel.clone(), id.to_string(), pool.clone()));
-    Some(channel)
-}
-
-/// Takes what environment `id` gives back: the connection (served here again), or word that
-/// the caller closed it. The channel's end means the environment is gone, and with it the
-/// connection it held.
-async fn take_back(channel: Rc<LeaseChannel>, id: String, pool: Shared) {
-    while let Ok(Some((message, mut fds))) = receive::<Returned>(&channel).await {
-        if !matches!(message, Returned::Busy) {
-            set_returned(&pool, &id);
-        }
-        match message {
-            Returned::Connection {
-                read_ahead,
-                shutting_down,
-            } => {
-                if shutting_down {
-                    retire(&pool, &id);
-                }
-                match fds.pop().map(tcp_stream) {
-                    Some(Ok(stream)) => {
-                        tokio::task::spawn_local(caller(stream, read_ahead.into(), pool.clone()));
-                    }
-                    _ => pool.borrow_mut().callers -= 1,
-                }
-            }
-            Returned::Closed => {
-                pool.borrow_mut().callers -= 1;
-                consider_lending(&pool);
-            }
-            Returned::Busy => set_answering(&pool, &id),
-        }
-        // Whoever waits for a lent environment looks again.
-        pool.borrow().freed.notify_waiters();
-    }
-    let p = &mut *pool.borrow_mut();
-    if let Some(env) = p.environments.iter_mut().find(|e| e.id == id) {
-        env.lease = None;
-        if env.lent {
-            env.lent = false;
-            p.callers -= 1;
-        }
-    }
-    p.freed.notify_waiters();
-}
-
-fn set_returned(pool: &Shared, id: &str) {
-    update(pool, id, |env| {
-        env.lent = false;
-        env.reclaiming = false;
-        env.answering = false;
-    });
-}
-
-fn set_answering(pool: &Shared, id: &str) {
-    update(pool, id, |env| env.answering = true);
-}
-
-fn retire(pool: &Shared, id: &str) {
-    update(pool, id, |env| env.retiring = true);
-}
-
-fn update(pool: &Shared, id: &str, change: impl FnOnce(&mut Environment)) {
-    if let Some(env) = pool
-        .borrow_mut()
-        .environments
-        .iter_mut()
-        .find(|e| e.id == id)
-    {
-        change(env);
-    }
-}
-
-/// Asks every environment that serves a lent connection to give it back.
-fn reclaim_all(pool: &Shared) {
-    let mut p = pool.borrow_mut();
-    for env in p
-        .environments
-        .iter_mut()
-        .filter(|e| e.lent && !e.reclaiming)
-    {
-        if let Some(channel) = env.lease.clone() {
-            env.reclaiming = true;
-            tokio::task::spawn_local(async move {
-                let _ = lease::send(&channel, &Lend::Reclaim, None).await;
-            });
-        }
-    }
-}
-
 fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
     tokio::signal::unix::signal(kind).map_err(|source| Error::Io {
         what: "watch for signals".into(),
@@ -535,13 +275,16 @@ async fn acquire(pool: &Shared) -> Option<String> {
     loop {
         let freed = {
             let mut p = pool.borrow_mut();
-            if let Some(env) = p.environments.iter_mut().find(|e| !e.busy && !e.lent) {
+            let usable = |e: &&mut Environment| !e.busy && !e.lent && !e.retiring;
+            if let Some(env) = p.environments.iter_mut().find(usable) {
                 env.busy = true;
                 return Some(env.id.clone());
             }
             // A lent environment that has not said it is busy will be idle at once.
             if !p.environments.iter().any(|e| e.lent && !e.answering) {
-                if p.environments.len() + p.creating < p.options.concurrency {
+                // One that shuts down makes room already.
+                let live = p.environments.iter().filter(|e| !e.retiring).count();
+                if live + p.creating < p.options.concurrency {
                     break;
                 }
                 return None;
