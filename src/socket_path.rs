@@ -46,32 +46,32 @@ pub fn connect(path: &Path) -> io::Result<UnixStream> {
 /// Binds a listening `SOCK_SEQPACKET` unix socket at `path` (close-on-exec): each message
 /// arrives whole, with the descriptors sent along with it.
 pub fn bind_seqpacket(path: &Path) -> io::Result<OwnedFd> {
-    let fd = seqpacket()?;
-    reach(path, |address| {
-        socket::bind(fd.as_raw_fd(), &UnixAddr::new(address)?)?;
-        Ok(())
-    })?;
+    let fd = seqpacket_at(path, socket::bind)?;
     socket::listen(&fd, Backlog::new(4)?)?;
     Ok(fd)
 }
 
 /// Connects a `SOCK_SEQPACKET` unix socket to the listener at `path`.
 pub fn connect_seqpacket(path: &Path) -> io::Result<OwnedFd> {
-    let fd = seqpacket()?;
-    reach(path, |address| {
-        socket::connect(fd.as_raw_fd(), &UnixAddr::new(address)?)?;
-        Ok(())
-    })?;
-    Ok(fd)
+    seqpacket_at(path, socket::connect)
 }
 
-fn seqpacket() -> io::Result<OwnedFd> {
-    Ok(socket::socket(
+/// A new `SOCK_SEQPACKET` socket, bound or connected (`act`) to `path`.
+fn seqpacket_at(
+    path: &Path,
+    act: fn(std::os::fd::RawFd, &dyn socket::SockaddrLike) -> nix::Result<()>,
+) -> io::Result<OwnedFd> {
+    let fd = socket::socket(
         AddressFamily::Unix,
         SockType::SeqPacket,
         SockFlag::SOCK_CLOEXEC,
         None,
-    )?)
+    )?;
+    reach(path, |address| {
+        act(fd.as_raw_fd(), &UnixAddr::new(address)?)?;
+        Ok(())
+    })?;
+    Ok(fd)
 }
 
 /// Runs `act` with an address for `path` that fits `sun_path`: the path itself when it fits,
