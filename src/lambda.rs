@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::os::unix::net::UnixListener;
-use std::path::Path;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use nix::mount::MsFlags;
@@ -98,12 +98,15 @@ pub fn bind_listeners(
     let invoke = dir.bind_socket(state::INVOKE_SOCKET)?;
     let control = dir.bind_socket(state::CONTROL_SOCKET)?;
     let lease = dir.bind_seqpacket(crate::lease::LEASE_SOCKET)?;
-    let netns = spec
+    let named = spec
         .namespaces
         .iter()
         .find(|ns| ns.kind == NamespaceKind::Network)
-        .and_then(|ns| ns.path.clone())
-        .unwrap_or_else(|| format!("/proc/{init}/ns/net").into());
+        .and_then(|ns| ns.path.clone());
+    let netns = match named {
+        Some(path) => NetNs::Named(path),
+        None => NetNs::New(format!("/proc/{init}/ns/net").into()),
+    };
     let runtime = bind_in_netns(
         &netns,
         SocketAddr::from((Ipv4Addr::LOCALHOST, RUNTIME_API_PORT)),
@@ -124,19 +127,36 @@ pub fn bind_listeners(
     })
 }
 
-/// Binds a TCP listener inside the network namespace at `netns`: a short-lived thread joins
-/// the namespace (setns changes only the calling thread) and the socket stays in it.
-fn bind_in_netns(netns: &Path, addr: SocketAddr) -> Result<TcpListener> {
-    let what = format!("{addr} in the network namespace {}", netns.display());
+/// The network namespace the listeners go in.
+enum NetNs {
+    /// One the bundle names (a pod's), set up by whoever made it.
+    Named(PathBuf),
+    /// The init's own new one, which the init may still be building.
+    New(PathBuf),
+}
+
+/// Binds a TCP listener inside the network namespace `netns`: a short-lived thread joins the
+/// namespace (setns changes only the calling thread) and the socket stays in it. In a new
+/// namespace the init brings `lo` up while it builds, and while that is under way 127.0.0.1
+/// can be missing for a moment (a bind then fails with EADDRNOTAVAIL): the thread brings `lo`
+/// up itself first, which returns only once the interface is up with its address, whoever
+/// began.
+fn bind_in_netns(netns: &NetNs, addr: SocketAddr) -> Result<TcpListener> {
+    let (NetNs::Named(path) | NetNs::New(path)) = netns;
+    let what = format!("{addr} in the network namespace {}", path.display());
     let listen_err = |source| Error::Listen {
         what: what.clone(),
         source,
     };
-    let netns = File::open(netns).map_err(listen_err)?;
+    let fresh = matches!(netns, NetNs::New(_));
+    let netns = File::open(path).map_err(listen_err)?;
     let bound = std::thread::scope(|scope| {
         scope
             .spawn(|| -> std::io::Result<TcpListener> {
                 setns(&netns, CloneFlags::CLONE_NEWNET)?;
+                if fresh {
+                    crate::sys::set_loopback_up()?;
+                }
                 let listener = TcpListener::bind(addr)?;
                 listener.set_nonblocking(true)?;
                 Ok(listener)
