@@ -71,3 +71,10 @@ pub async fn send<T: Serialize>(
         }
     }
 }
+
+/// A caller's connection that came as a descriptor, in the event loop.
+pub fn connection(fd: OwnedFd) -> io::Result<tokio::net::TcpStream> {
+    let stream = std::net::TcpStream::from(fd);
+    stream.set_nonblocking(true)?;
+    tokio::net::TcpStream::from_std(stream)
+}

@@ -154,19 +154,13 @@ async fn lend(
         return Ok(());
     }
     set_returned(pool, id);
-    match tcp_stream(fd) {
+    match lease::connection(fd) {
         Ok(stream) => Err((stream, read_ahead)),
         Err(_) => {
             pool.borrow_mut().callers -= 1;
             Ok(())
         }
     }
-}
-
-fn tcp_stream(fd: std::os::fd::OwnedFd) -> std::io::Result<tokio::net::TcpStream> {
-    let stream = std::net::TcpStream::from(fd);
-    stream.set_nonblocking(true)?;
-    tokio::net::TcpStream::from_std(stream)
 }
 
 /// The environment's lease channel, connected on first use, with a task that takes what
@@ -205,7 +199,7 @@ async fn take_back(channel: Rc<LeaseChannel>, id: String, pool: Shared) {
                 if shutting_down {
                     retire(&pool, &id);
                 }
-                match fds.pop().map(tcp_stream) {
+                match fds.pop().map(lease::connection) {
                     Some(Ok(stream)) => {
                         tokio::task::spawn_local(caller(stream, read_ahead.into(), pool.clone()));
                     }

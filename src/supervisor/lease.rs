@@ -88,7 +88,7 @@ pub async fn serve(
         while let Ok(Some((message, mut fds))) = receive::<Lend>(&channel).await {
             match message {
                 Lend::Connection { read_ahead, front } => {
-                    let Some(Ok(stream)) = fds.pop().map(tcp_stream) else {
+                    let Some(Ok(stream)) = fds.pop().map(lease::connection) else {
                         continue;
                     };
                     let io = Prefixed::new(read_ahead.into(), stream);
@@ -108,12 +108,6 @@ pub async fn serve(
             }
         }
     }
-}
-
-fn tcp_stream(fd: OwnedFd) -> std::io::Result<tokio::net::TcpStream> {
-    let stream = std::net::TcpStream::from(fd);
-    stream.set_nonblocking(true)?;
-    tokio::net::TcpStream::from_std(stream)
 }
 
 /// Serves the lent connection until the caller closes it or it is handed back, and tells `run`
