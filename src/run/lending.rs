@@ -68,21 +68,17 @@ async fn caller(stream: tokio::net::TcpStream, read_ahead: Bytes, pool: Shared) 
             }
         }
         let handover = Rc::new(Handover::default());
-        let key = {
-            let mut p = pool.borrow_mut();
-            p.next_connection += 1;
-            let key = p.next_connection;
-            p.served.push((key, handover.clone()));
-            key
-        };
+        pool.borrow_mut().served.push(handover.clone());
         let handler_pool = pool.clone();
         let ended = handover::serve(
             Prefixed::new(read_ahead, stream),
             move |request| handle(request, handler_pool.clone()),
-            handover,
+            handover.clone(),
         )
         .await;
-        pool.borrow_mut().served.retain(|(k, _)| *k != key);
+        pool.borrow_mut()
+            .served
+            .retain(|other| !Rc::ptr_eq(other, &handover));
         match ended {
             Ended::Closed => {
                 pool.borrow_mut().callers -= 1;
@@ -112,7 +108,7 @@ fn lendable(pool: &Shared) -> Option<String> {
 /// next idle moment.
 pub(super) fn consider_lending(pool: &Shared) {
     if lendable(pool).is_some() {
-        if let Some((_, handover)) = pool.borrow().served.first() {
+        if let Some(handover) = pool.borrow().served.first() {
             handover.request();
         }
     }

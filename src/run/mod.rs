@@ -82,8 +82,7 @@ struct Pool {
     /// Invocations waiting for a lent environment to come back.
     waiting: usize,
     /// The connections `run` serves itself, each with its link to hand it over.
-    served: Vec<(u64, Rc<Handover>)>,
-    next_connection: u64,
+    served: Vec<Rc<Handover>>,
     /// `run`'s socket for the `Event` invocations of lent connections.
     front: PathBuf,
 }
@@ -130,7 +129,6 @@ async fn serve(runtime: Runtime, options: RunOptions) -> Result<()> {
         callers: 0,
         waiting: 0,
         served: Vec::new(),
-        next_connection: 0,
         front,
     }));
     for _ in 0..provisioned {
