@@ -7,7 +7,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
-use super::{handle, Environment, Shared};
+use super::{handle, Environment, Loan, Shared};
 use crate::api::handover::{self, Ended, Handover, Prefixed};
 use crate::lease::{self, LeaseChannel, Lend, Returned};
 use crate::sandbox::channel::receive;
@@ -95,7 +95,7 @@ async fn caller(stream: tokio::net::TcpStream, read_ahead: Bytes, pool: Shared) 
 fn lendable(pool: &Shared) -> Option<String> {
     let p = pool.borrow();
     let quiet = p.callers == 1 && p.waiting == 0 && p.pending_events == 0;
-    if !quiet || p.environments.iter().any(|e| e.lent) {
+    if !quiet || p.environments.iter().any(|e| e.loan != Loan::None) {
         return None;
     }
     p.environments
@@ -126,30 +126,21 @@ async fn lend(
         pool.borrow_mut().callers -= 1;
         return Ok(());
     };
-    let channel = lease_channel(pool, id);
-    let (channel, front) = {
-        let mut p = pool.borrow_mut();
-        let front = p.front.clone();
-        match (channel, p.environments.iter_mut().find(|e| e.id == id)) {
-            (Some(channel), Some(env)) => {
-                env.lent = true;
-                (Some(channel), front)
-            }
-            _ => (None, front),
+    let sent = match lease_channel(pool, id) {
+        Some(channel) => {
+            set_loan(pool, id, Loan::Lent);
+            let message = Lend::Connection {
+                read_ahead: read_ahead.to_vec(),
+                front: pool.borrow().front.clone(),
+            };
+            lease::send(&channel, &message, Some(&fd)).await.is_ok()
         }
-    };
-    let message = Lend::Connection {
-        read_ahead: read_ahead.to_vec(),
-        front,
-    };
-    let sent = match &channel {
-        Some(channel) => lease::send(channel, &message, Some(&fd)).await.is_ok(),
         None => false,
     };
     if sent {
         return Ok(());
     }
-    set_returned(pool, id);
+    set_loan(pool, id, Loan::None);
     match lease::connection(fd) {
         Ok(stream) => Err((stream, read_ahead)),
         Err(_) => {
@@ -185,7 +176,7 @@ fn lease_channel(pool: &Shared, id: &str) -> Option<Rc<LeaseChannel>> {
 async fn take_back(channel: Rc<LeaseChannel>, id: String, pool: Shared) {
     while let Ok(Some((message, mut fds))) = receive::<Returned>(&channel).await {
         if !matches!(message, Returned::Busy) {
-            set_returned(&pool, &id);
+            set_loan(&pool, &id, Loan::None);
         }
         match message {
             Returned::Connection {
@@ -206,7 +197,7 @@ async fn take_back(channel: Rc<LeaseChannel>, id: String, pool: Shared) {
                 pool.borrow_mut().callers -= 1;
                 consider_lending(&pool);
             }
-            Returned::Busy => set_answering(&pool, &id),
+            Returned::Busy => set_loan(&pool, &id, Loan::Reclaimed { answering: true }),
         }
         // Whoever waits for a lent environment looks again.
         pool.borrow().freed.notify_waiters();
@@ -214,24 +205,16 @@ async fn take_back(channel: Rc<LeaseChannel>, id: String, pool: Shared) {
     let p = &mut *pool.borrow_mut();
     if let Some(env) = p.environments.iter_mut().find(|e| e.id == id) {
         env.lease = None;
-        if env.lent {
-            env.lent = false;
+        if env.loan != Loan::None {
+            env.loan = Loan::None;
             p.callers -= 1;
         }
     }
     p.freed.notify_waiters();
 }
 
-fn set_returned(pool: &Shared, id: &str) {
-    update(pool, id, |env| {
-        env.lent = false;
-        env.reclaiming = false;
-        env.answering = false;
-    });
-}
-
-fn set_answering(pool: &Shared, id: &str) {
-    update(pool, id, |env| env.answering = true);
+fn set_loan(pool: &Shared, id: &str, loan: Loan) {
+    update(pool, id, |env| env.loan = loan);
 }
 
 fn retire(pool: &Shared, id: &str) {
@@ -252,13 +235,9 @@ fn update(pool: &Shared, id: &str, change: impl FnOnce(&mut Environment)) {
 /// Asks every environment that serves a lent connection to give it back.
 pub(super) fn reclaim_all(pool: &Shared) {
     let mut p = pool.borrow_mut();
-    for env in p
-        .environments
-        .iter_mut()
-        .filter(|e| e.lent && !e.reclaiming)
-    {
+    for env in p.environments.iter_mut().filter(|e| e.loan == Loan::Lent) {
         if let Some(channel) = env.lease.clone() {
-            env.reclaiming = true;
+            env.loan = Loan::Reclaimed { answering: false };
             tokio::task::spawn_local(async move {
                 let _ = lease::send(&channel, &Lend::Reclaim, None).await;
             });

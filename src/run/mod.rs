@@ -55,14 +55,22 @@ struct Environment {
     connection: Option<SendRequest<Full<Bytes>>>,
     /// The channel over which connections are lent to it, once one was.
     lease: Option<Rc<LeaseChannel>>,
-    /// It serves a caller's connection.
-    lent: bool,
-    /// Asked to give that connection back.
-    reclaiming: bool,
-    /// Said, when asked, that it is answering an invocation on that connection.
-    answering: bool,
+    /// Whether it serves a caller's connection.
+    loan: Loan,
     /// It gave its connection back because it shuts down: nothing more goes to it.
     retiring: bool,
+}
+
+/// Where an environment stands with a caller's connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Loan {
+    /// It serves none.
+    None,
+    /// It serves one.
+    Lent,
+    /// It was asked to give it back; `answering` once it said it is answering an invocation
+    /// on it (and gives it back after).
+    Reclaimed { answering: bool },
 }
 
 /// The environments behind the endpoint.
@@ -273,13 +281,16 @@ async fn acquire(pool: &Shared) -> Option<String> {
     loop {
         let freed = {
             let mut p = pool.borrow_mut();
-            let usable = |e: &&mut Environment| !e.busy && !e.lent && !e.retiring;
+            let usable = |e: &&mut Environment| !e.busy && e.loan == Loan::None && !e.retiring;
             if let Some(env) = p.environments.iter_mut().find(usable) {
                 env.busy = true;
                 return Some(env.id.clone());
             }
             // A lent environment that has not said it is busy will be idle at once.
-            if !p.environments.iter().any(|e| e.lent && !e.answering) {
+            let soon_idle = |e: &Environment| {
+                matches!(e.loan, Loan::Lent | Loan::Reclaimed { answering: false })
+            };
+            if !p.environments.iter().any(soon_idle) {
                 // One that shuts down makes room already.
                 let live = p.environments.iter().filter(|e| !e.retiring).count();
                 if live + p.creating < p.options.concurrency {
@@ -347,9 +358,7 @@ async fn new_environment(pool: &Shared) -> Result<String> {
         busy: true,
         connection: None,
         lease: None,
-        lent: false,
-        reclaiming: false,
-        answering: false,
+        loan: Loan::None,
         retiring: false,
     });
     Ok(id)
@@ -542,7 +551,7 @@ fn reap_exited(pool: &Shared) {
             Ok(WaitStatus::StillAlive) => true,
             _ => {
                 // A connection it still held went with it.
-                lost += usize::from(env.lent);
+                lost += usize::from(env.loan != Loan::None);
                 let _ = runtime.delete(&env.id, true);
                 let _ = std::fs::remove_file(pid_file(&runtime.root, &env.id));
                 false
