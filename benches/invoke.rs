@@ -133,6 +133,8 @@ const FLOOR: &str = "floor (no containers)";
 const FROZEN: &str = "runlambda run, from frozen";
 /// The label of the row whose caller sends each invoke as soon as the last is answered.
 const BACK_TO_BACK: &str = "runlambda run, back-to-back";
+/// The label of the rows where several callers are routed by `run`.
+const ROUTED: &str = "runlambda run";
 /// How often a paced client looks whether the environment froze.
 const PACE_POLL: Duration = Duration::from_micros(20);
 /// The role of a re-executed bench binary.
@@ -294,7 +296,7 @@ fn run() -> Result<()> {
         let mut server = RunServer::start(&bench, level, memory)?;
         let floor = Floor::start(&bench, level)?;
         let mut targets = vec![
-            Target::new("runlambda run", server.endpoint, bench.cpu_pids(&server)?),
+            Target::new(ROUTED, server.endpoint, bench.cpu_pids(&server)?),
             Target::new(FLOOR, floor.endpoint, floor.pids()),
         ];
         let results = measure(&mut targets, level, invokes)?;
@@ -2038,8 +2040,7 @@ fn print_concurrency(warm: &[Summary], levels: &[(usize, Vec<Summary>)], invokes
             .find(|r| r.label == FLOOR)
             .map_or(f64::NAN, |r| r.per_second);
         // At N = 1 the back-to-back row: the paced ones wait between invokes.
-        let shown =
-            |r: &&Summary| [FLOOR, BACK_TO_BACK, "runlambda run"].contains(&r.label.as_str());
+        let shown = |r: &&Summary| [FLOOR, BACK_TO_BACK, ROUTED].contains(&r.label.as_str());
         for r in rows.iter().filter(shown) {
             println!(
                 "{n:<4} {:<28} {:>9.0} {:>9.0} {:>10.0} {:>13.2} {:>13.0} {:>7}",
